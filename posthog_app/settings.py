@@ -41,6 +41,10 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "products.accounts",
     "products.billing",
+    "products.slack_app",
+    "products.tasks",
+    "products.llm_gateway",
+    "temporal",
 ]
 
 MIDDLEWARE = [

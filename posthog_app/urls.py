@@ -11,4 +11,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("", include("products.billing.urls")),
+    path("", include("products.slack_app.urls")),
+    path("", include("products.tasks.urls")),
+    path("", include("products.llm_gateway.urls")),
 ]

@@ -113,3 +113,23 @@ def temporal(temporal_env, settings):
     settings.TEMPORAL_ADDRESS = temporal_env.address
     settings.TEMPORAL_NAMESPACE = "default"
     return temporal_env
+
+
+# --- Slack's Web API --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _slack_stub_server():
+    from tests.slack_stub import SlackStub
+
+    stub = SlackStub()
+    yield stub
+    stub.close()
+
+
+@pytest.fixture
+def slack_api(_slack_stub_server, settings):
+    """Slack's Web API stood in for on loopback; `settings.SLACK_API_BASE_URL` points at it."""
+    _slack_stub_server.reset()
+    settings.SLACK_API_BASE_URL = _slack_stub_server.base_url
+    return _slack_stub_server

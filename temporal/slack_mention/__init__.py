@@ -1,0 +1,1 @@
+"""The Slack mention workflow: quota gate, repository routing, task creation, follow-ups."""
