@@ -76,10 +76,16 @@ TEMPLATES = [
     },
 ]
 
-# PostgreSQL is the default; `make run` alone points this at a SQLite file.
+# Production, docker-compose and the tests set DATABASE_URL to PostgreSQL. Unset, it is
+# the embedded default of `make run` (a SQLite file under .devdata/), so that
+# `.venv/bin/python manage.py ...` in another terminal sees the same data as `make run`.
+DEV_SQLITE_PATH = BASE_DIR / ".devdata" / "db.sqlite3"
+DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{DEV_SQLITE_PATH}"
+if DATABASE_URL.startswith("sqlite:") and "DATABASE_URL" not in os.environ:
+    DEV_SQLITE_PATH.parent.mkdir(exist_ok=True)
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/posthog_app"),
+        DATABASE_URL,
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
     )
 }

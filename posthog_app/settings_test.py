@@ -6,6 +6,12 @@ import os
 
 from .settings import *  # noqa: F401,F403
 
+# The suite runs on PostgreSQL (pytest-django creates test_<name>), never on the dev SQLite file.
+DATABASES = {
+    "default": dj_database_url.parse(  # noqa: F405
+        os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/posthog_app", conn_max_age=60
+    )
+}
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 CELERY_BROKER_URL = REDIS_URL
 SLACK_SIGNING_SECRET = "test-signing-secret"
