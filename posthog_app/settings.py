@@ -5,10 +5,13 @@ code reads `django.conf.settings`.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -99,6 +102,17 @@ TEMPORAL_TASK_QUEUE = os.environ.get("TEMPORAL_TASK_QUEUE", "slack-app")
 
 SLACK_SIGNING_SECRET = os.environ.get("SLACK_SIGNING_SECRET", "")
 SLACK_API_BASE_URL = os.environ.get("SLACK_API_BASE_URL", "https://slack.com/api/")
+# Fernet key(s) encrypting Slack bot tokens at rest (comma-separated to rotate: the first
+# encrypts, all decrypt). The development default is derived from SECRET_KEY; production sets it.
+SLACK_TOKEN_ENCRYPTION_KEY = os.environ.get("SLACK_TOKEN_ENCRYPTION_KEY") or base64.urlsafe_b64encode(
+    hashlib.sha256(f"slack-token-encryption:{SECRET_KEY}".encode()).digest()
+).decode()
+# What the Slack webhook does when Redis cannot answer the quota check: "open" starts the
+# workflow anyway (its own quota gate retries until Redis is back) and logs an error;
+# "closed" refuses the mention with a "try again shortly" reply.
+QUOTA_CHECK_FAILURE_MODE = os.environ.get("QUOTA_CHECK_FAILURE_MODE", "open").strip().lower()
+if QUOTA_CHECK_FAILURE_MODE not in {"open", "closed"}:
+    raise ValueError(f"QUOTA_CHECK_FAILURE_MODE must be 'open' or 'closed', not {QUOTA_CHECK_FAILURE_MODE!r}")
 
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 BILLING_URL = os.environ.get("BILLING_URL", f"{SITE_URL}/billing")
@@ -106,7 +120,16 @@ BILLING_URL = os.environ.get("BILLING_URL", f"{SITE_URL}/billing")
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # Metered usage -> quota limits (products/billing/recompute.py), at :10, :25, :40 and :55.
+    "update-quota-limits": {
+        "task": "products.billing.tasks.update_quota_limits",
+        "schedule": crontab(minute="10,25,40,55"),
+    },
+}
+
+# Credits charged per event = round(cost_usd * 100 * (1 + AI_CREDITS_MARKUP)); 0.2 adds 20 %.
+AI_CREDITS_MARKUP = os.environ.get("AI_CREDITS_MARKUP", "0")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

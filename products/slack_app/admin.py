@@ -1,0 +1,52 @@
+"""Admin for Slack integrations: the bot token can be set or replaced, never read back."""
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+
+from .models import Integration, SlackThreadTaskMapping
+
+
+class IntegrationAdminForm(forms.ModelForm):
+    bot_token = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only. Leave blank to keep the stored token; it is encrypted at rest and never shown.",
+    )
+
+    class Meta:
+        model = Integration
+        fields = ("project", "kind", "integration_id", "config")
+
+    def save(self, commit: bool = True) -> Integration:
+        integration = super().save(commit=False)
+        token = self.cleaned_data.get("bot_token")
+        if token:
+            integration.set_bot_token(token)
+        if commit:
+            integration.save()
+        return integration
+
+
+@admin.register(Integration)
+class IntegrationAdmin(admin.ModelAdmin):
+    form = IntegrationAdminForm
+    list_display = ("id", "kind", "integration_id", "project", "token_set", "created_at")
+    list_filter = ("kind",)
+    search_fields = ("integration_id", "project__name")
+    raw_id_fields = ("project",)
+    fields = ("project", "kind", "integration_id", "config", "bot_token", "token_set")
+    readonly_fields = ("token_set",)
+
+    @admin.display(boolean=True, description="Bot token set")
+    def token_set(self, obj: Integration) -> bool:
+        return obj.has_bot_token
+
+
+@admin.register(SlackThreadTaskMapping)
+class SlackThreadTaskMappingAdmin(admin.ModelAdmin):
+    list_display = ("id", "channel", "thread_ts", "task", "integration", "mentioning_slack_user_id", "created_at")
+    search_fields = ("channel", "thread_ts", "workflow_id", "mentioning_slack_user_id")
+    raw_id_fields = ("project", "integration", "task", "task_run")
+    readonly_fields = ("workflow_id", "reply_ts", "created_at", "updated_at")
