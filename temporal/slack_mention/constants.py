@@ -9,3 +9,19 @@ SIGNAL_NO_REPO_NEEDED = "no_repo_needed"
 def mention_workflow_id(slack_team_id: str, slack_event_id: str) -> str:
     """One workflow per Slack event, however often Slack delivers it."""
     return f"posthog-code-mention-{slack_team_id}:{slack_event_id}"
+
+
+# Activity names: recorded in every history, so renaming one breaks replay of open executions.
+# The workflow calls activities by these names (it never imports the activities module,
+# which loads Django); temporal/worker.py registers the functions under them.
+ENFORCE_BILLING_QUOTA_ACTIVITY = "enforce_billing_quota_activity"
+FIND_THREAD_TASK_ACTIVITY = "find_thread_task_activity"
+ROUTE_REPOSITORY_ACTIVITY = "route_repository_activity"
+POST_REPO_PICKER_ACTIVITY = "post_repo_picker_activity"
+POST_THREAD_MESSAGE_ACTIVITY = "post_thread_message_activity"
+CREATE_TASK_FOR_REPO_ACTIVITY = "create_task_for_repo_activity"
+FORWARD_FOLLOWUP_ACTIVITY = "forward_followup_activity"
+
+# Error types raised by the activities that retrying cannot fix.
+INTEGRATION_NOT_FOUND_ERROR = "IntegrationNotFound"
+TASK_NOT_FOUND_ERROR = "TaskNotFound"
