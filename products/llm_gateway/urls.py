@@ -1,3 +1,7 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from .api import UsageEventsView
+
+urlpatterns = [
+    path("api/projects/<int:project_id>/usage_events/", UsageEventsView.as_view(), name="project-usage-events"),
+]

@@ -1,0 +1,388 @@
+"""Turn metered usage into quota limits: `update_all_orgs_billing_quotas()`.
+
+Run by Celery beat (minutes 10, 25, 40 and 55) and by `manage.py update_quota_limits`.
+The cost does not grow in queries or Redis round trips with the number of
+organizations:
+
+* five queries load every organization's plan, allowances, overrides and projects
+  (`plans.load_org_terms`), one query sums usage per organization over its own period
+  (`usage.billable_usage_by_org`);
+* one pipelined round trip reads the current sorted sets of the managed resources;
+* the decision for each organization is made in Python, and only the differences are
+  written: one MULTI/EXEC pipeline to Redis and batched INSERTs into the audit log, in
+  one database transaction (a Redis failure rolls the audit rows back).
+
+A failure while deciding one organization leaves its Redis state untouched (it is
+never silently unlimited) and is reported in the summary and the log.
+
+Managed resources are the metered ones (`ai_credits`, `llm_events`), plus any resource
+an operator override names. Limits on other resources (set by hand or by PostHog) are
+never touched, except that expired members are swept from every managed set.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from posthog_app.redis_client import get_client
+
+from . import quota_limiting as ql
+from .models import BillingPlan, QuotaLimitChange, QuotaOverride
+from .plans import OrgTerms, load_org_terms
+from .usage import METERED_RESOURCES, billable_usage_by_org
+
+logger = logging.getLogger(__name__)
+
+ACTOR_LABEL = "update_quota_limits"
+LOCK_KEY = "billing:update-quota-limits:lock"
+LOCK_TIMEOUT_SECONDS = 15 * 60
+REDIS_CHUNK = 5_000
+AUDIT_BATCH = 5_000
+
+STATE_LIMITED = QuotaLimitChange.State.LIMITED.value
+STATE_SUSPENDED = QuotaLimitChange.State.SUSPENDED.value
+CACHE_FOR_STATE = {STATE_LIMITED: ql.LIMITS, STATE_SUSPENDED: ql.SUSPENDED}
+
+
+class InvalidPlan(ValueError):
+    """The organization's plan holds data that cannot be applied; its state is left as it was."""
+
+
+class RecomputeAlreadyRunning(RuntimeError):
+    """Another recomputation holds the lock; this one did nothing."""
+
+
+@dataclass(frozen=True)
+class TokenChange:
+    """One write to one sorted set for one project (new_score None = removed)."""
+
+    organization_id: int
+    project_id: int | None
+    api_token: str
+    resource: str
+    state: str
+    old_score: float | None
+    new_score: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class OrgFailure:
+    organization_id: int
+    error: str
+
+
+@dataclass
+class RecomputeSummary:
+    """What one run found and did. Organization counts: checked = newly_limited + lifted + unchanged + failed."""
+
+    checked: int = 0
+    newly_limited: int = 0
+    lifted: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    failures: list[OrgFailure] = field(default_factory=list)
+    changes: list[TokenChange] = field(default_factory=list)
+    swept: int = 0
+    periods_rolled: int = 0
+    alerts: list = field(default_factory=list)
+    dry_run: bool = False
+    duration_seconds: float = 0.0
+    # What the decisions were made from, handed on to the alerts (not part of the report).
+    terms: dict = field(default_factory=dict, repr=False)
+    usage: dict = field(default_factory=dict, repr=False)
+
+    def as_rows(self) -> list[tuple[str, int]]:
+        return [
+            ("organizations checked", self.checked),
+            ("newly limited", self.newly_limited),
+            ("lifted", self.lifted),
+            ("unchanged", self.unchanged),
+            ("failed", self.failed),
+            ("project limit changes", len(self.changes)),
+            ("expired entries swept", self.swept),
+            ("billing periods rolled over", self.periods_rolled),
+            ("usage alerts", len(self.alerts)),
+        ]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one organization's projects should look like for one resource."""
+
+    state: str | None  # STATE_LIMITED, STATE_SUSPENDED or None (not limited)
+    until: int | None
+    reason: str
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def read_quota_state(resources: Iterable[str]) -> dict[tuple[str, str], dict[str, float]]:
+    """Return {(resource, state): {token: score}} for whole sets, expired members included; one round trip."""
+    keys = [(resource, state) for resource in resources for state in (STATE_LIMITED, STATE_SUSPENDED)]
+
+    def run(r):
+        pipe = r.pipeline(transaction=False)
+        for resource, state in keys:
+            pipe.zrangebyscore(ql.redis_key(ql.QuotaResource(resource), CACHE_FOR_STATE[state]), "-inf", "+inf", withscores=True)
+        return pipe.execute()
+
+    results = ql._call(run)
+    return {key: {member.decode(): score for member, score in rows} for key, rows in zip(keys, results)}
+
+
+# --- deciding ----------------------------------------------------------------------------
+
+
+def _fmt_period(terms: OrgTerms) -> str:
+    return f"{terms.period_start:%Y-%m-%d %H:%M}–{terms.period_end:%Y-%m-%d %H:%M} UTC"
+
+
+def decide_resource(
+    terms: OrgTerms, resource: str, usage: int, current: dict[tuple[str, str], dict[str, float]], now_ts: float
+) -> Decision:
+    """Decide one organization's state for one resource from its figures and its current state."""
+    period_end = int(terms.period_end.timestamp())
+    period = _fmt_period(terms)
+    override = terms.overrides.get(resource)
+    if override == QuotaOverride.Mode.ALWAYS_LIMIT:
+        return Decision(STATE_LIMITED, period_end, f"Operator override 'always limit' ({resource} usage {usage:,}, period {period}).")
+    if override == QuotaOverride.Mode.NEVER_LIMIT:
+        return Decision(None, None, f"Operator override 'never limit' ({resource} usage {usage:,}, period {period}).")
+    allowance = terms.allowances.get(resource)
+    if allowance is None or allowance.unlimited:
+        return Decision(None, None, f"No {resource} allowance (unlimited); usage {usage:,}, period {period}.")
+    threshold = allowance.allowance + allowance.overage_buffer
+    figures = (
+        f"{resource} usage {usage:,} vs allowance {allowance.allowance:,} + overage buffer "
+        f"{allowance.overage_buffer:,} in period {period}"
+    )
+    if usage < threshold:
+        return Decision(None, None, f"Under the allowance: {figures}.")
+    if not allowance.grace_period_days:
+        return Decision(STATE_LIMITED, period_end, f"Over the allowance: {figures}; limited until the period ends.")
+
+    # With a grace period: suspended first, limited once the grace has run out.
+    tokens = [token for _, token in terms.project_tokens]
+    limited = current.get((resource, STATE_LIMITED), {})
+    suspended = current.get((resource, STATE_SUSPENDED), {})
+    if any(limited.get(t, 0) > now_ts for t in tokens):
+        return Decision(STATE_LIMITED, period_end, f"Over the allowance, grace period over: {figures}.")
+    grace_ends = [suspended[t] for t in tokens if t in suspended]
+    if grace_ends:
+        grace_end = max(grace_ends)
+        if grace_end > now_ts:
+            return Decision(STATE_SUSPENDED, int(grace_end), f"Over the allowance, in the grace period: {figures}.")
+        return Decision(
+            STATE_LIMITED, period_end, f"Over the allowance and the {allowance.grace_period_days}-day grace period has ended: {figures}."
+        )
+    grace_end = min(int(now_ts + timedelta(days=allowance.grace_period_days).total_seconds()), period_end)
+    return Decision(
+        STATE_SUSPENDED, grace_end, f"Over the allowance: {figures}; {allowance.grace_period_days}-day grace period starts."
+    )
+
+
+def changes_for_org(
+    terms: OrgTerms,
+    usage: dict[str, int],
+    resources: Iterable[str],
+    current: dict[tuple[str, str], dict[str, float]],
+    now_ts: float,
+) -> list[TokenChange]:
+    """Return the writes that bring one organization's projects to their decided state.
+
+    Raises `InvalidPlan` when the plan cannot be applied; the caller then leaves the
+    organization as it is.
+    """
+    if terms.invalid:
+        raise InvalidPlan("; ".join(terms.invalid))
+    if terms.period_end <= terms.period_start:
+        raise InvalidPlan(f"billing period ends before it starts ({_fmt_period(terms)})")
+    changes: list[TokenChange] = []
+    for resource in resources:
+        decision = decide_resource(terms, resource, usage.get(resource, 0), current, now_ts)
+        for state in (STATE_LIMITED, STATE_SUSPENDED):
+            want = decision.until if decision.state == state else None
+            scores = current.get((resource, state), {})
+            for project_id, token in terms.project_tokens:
+                have = scores.get(token)
+                if want is None:
+                    if have is None:
+                        continue
+                elif have is not None and int(have) == want:
+                    continue
+                changes.append(
+                    TokenChange(terms.organization_id, project_id, token, resource, state, have, want, decision.reason)
+                )
+    return changes
+
+
+def _is_live(score: float | None, now_ts: float) -> bool:
+    return score is not None and score > now_ts
+
+
+# --- the run -----------------------------------------------------------------------------
+
+
+def update_all_orgs_billing_quotas(
+    *,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    send_alerts: bool = True,
+) -> RecomputeSummary:
+    """Recompute every organization's quota state from its usage, and write what changed.
+
+    `dry_run` reads and decides but writes nothing (no Redis, no audit, no period
+    roll-over, no alerts). `progress(n)` is called as organizations are processed and
+    `on_start(total)` once before. Raises `RecomputeAlreadyRunning` if another run
+    holds the lock, `QuotaStateUnavailable` if Redis is down (nothing is written then).
+    """
+    started = time.monotonic()
+    now = now or timezone.now()
+    now_ts = now.timestamp()
+    lock = None
+    if not dry_run:
+        lock = get_client().lock(LOCK_KEY, timeout=LOCK_TIMEOUT_SECONDS, blocking_timeout=0)
+        try:
+            acquired = lock.acquire(blocking=False)
+        except Exception as exc:  # redis down
+            raise ql.QuotaStateUnavailable(str(exc)) from exc
+        if not acquired:
+            raise RecomputeAlreadyRunning("Another quota recomputation is running.")
+    try:
+        summary = _run(now, now_ts, dry_run, progress, on_start)
+    finally:
+        if lock is not None:
+            try:
+                lock.release()
+            except Exception:  # expired or Redis gone: the timeout frees it
+                logger.warning("could not release the quota recomputation lock", exc_info=True)
+
+    if send_alerts:
+        from .alerts import send_usage_alerts
+
+        summary.alerts = send_usage_alerts(summary.terms, summary.usage, now, dry_run=dry_run)
+    summary.duration_seconds = time.monotonic() - started
+    logger.info(
+        "quota recomputation%s: checked=%d newly_limited=%d lifted=%d unchanged=%d failed=%d changes=%d swept=%d "
+        "periods_rolled=%d alerts=%d in %.2fs",
+        " (dry run)" if dry_run else "",
+        summary.checked, summary.newly_limited, summary.lifted, summary.unchanged, summary.failed,
+        len(summary.changes), summary.swept, summary.periods_rolled, len(summary.alerts), summary.duration_seconds,
+    )
+    return summary
+
+
+def _run(now, now_ts, dry_run, progress, on_start) -> RecomputeSummary:
+    terms = load_org_terms(now)
+    usage = billable_usage_by_org({org_id: (t.period_start, t.period_end) for org_id, t in terms.items()})
+    resources = list(METERED_RESOURCES)
+    for t in terms.values():
+        for resource in t.overrides:
+            if resource not in resources:
+                resources.append(resource)
+    current = read_quota_state(resources)
+
+    summary = RecomputeSummary(dry_run=dry_run, terms=terms, usage=usage)
+    if on_start:
+        on_start(len(terms))
+    failed_tokens: set[str] = set()
+    known_tokens: set[str] = set()
+    for org_id, org_terms in terms.items():
+        tokens = [token for _, token in org_terms.project_tokens]
+        known_tokens.update(tokens)
+        summary.checked += 1
+        try:
+            changes = changes_for_org(org_terms, usage.get(org_id, {}), resources, current, now_ts)
+        except Exception as exc:
+            summary.failed += 1
+            summary.failures.append(OrgFailure(org_id, f"{type(exc).__name__}: {exc}"))
+            failed_tokens.update(tokens)
+            logger.exception("quota recomputation failed for organization %s; its state is left as it was", org_id)
+        else:
+            newly = any(c.new_score is not None and not _is_live(c.old_score, now_ts) for c in changes)
+            lifted = any(c.new_score is None and _is_live(c.old_score, now_ts) for c in changes)
+            if newly:
+                summary.newly_limited += 1
+            elif lifted:
+                summary.lifted += 1
+            else:
+                summary.unchanged += 1
+            summary.changes.extend(changes)
+        if progress:
+            progress(1)
+
+    # Expired members nobody decided about (deleted projects, other writers) are swept;
+    # members of organizations that failed are left exactly as they were.
+    sweeps: list[tuple[str, str, str]] = []
+    changed = {(c.resource, c.state, c.api_token) for c in summary.changes}
+    for (resource, state), scores in current.items():
+        for token, score in scores.items():
+            if score <= now_ts and token not in failed_tokens and (resource, state, token) not in changed:
+                sweeps.append((resource, state, token))
+    summary.swept = len(sweeps)
+
+    rolled = [t for t in terms.values() if t.plan_id is not None and t.rolled_from is not None]
+    summary.periods_rolled = len(rolled)
+    if not dry_run:
+        _write(summary.changes, sweeps, rolled)
+    return summary
+
+
+def _write(changes: list[TokenChange], sweeps: list[tuple[str, str, str]], rolled: list[OrgTerms]) -> None:
+    """Write the audit rows, the Redis differences and the rolled periods; all or nothing."""
+    if not changes and not sweeps and not rolled:
+        return
+    adds: dict[tuple[str, str], dict[str, int]] = {}
+    removes: dict[tuple[str, str], list[str]] = {}
+    for c in changes:
+        if c.new_score is None:
+            removes.setdefault((c.resource, c.state), []).append(c.api_token)
+        else:
+            adds.setdefault((c.resource, c.state), {})[c.api_token] = c.new_score
+    for resource, state, token in sweeps:
+        removes.setdefault((resource, state), []).append(token)
+
+    with transaction.atomic():
+        if rolled:
+            plans = [BillingPlan(pk=t.plan_id, period_start=t.period_start, period_end=t.period_end) for t in rolled]
+            BillingPlan.objects.bulk_update(plans, ["period_start", "period_end"], batch_size=10_000)
+        audit = [
+            QuotaLimitChange(
+                project_id=c.project_id,
+                resource=c.resource,
+                state=c.state,
+                old_limited_until=ql.to_datetime(c.old_score),
+                new_limited_until=ql.to_datetime(c.new_score),
+                reason=c.reason,
+                actor_label=ACTOR_LABEL,
+            )
+            for c in changes
+            if c.project_id is not None
+        ]
+        QuotaLimitChange.objects.bulk_create(audit, batch_size=AUDIT_BATCH)
+
+        def run(r):
+            pipe = r.pipeline(transaction=True)
+            for (resource, state), mapping in adds.items():
+                key = ql.redis_key(ql.QuotaResource(resource), CACHE_FOR_STATE[state])
+                items = list(mapping.items())
+                for i in range(0, len(items), REDIS_CHUNK):
+                    pipe.zadd(key, dict(items[i : i + REDIS_CHUNK]))
+            for (resource, state), tokens in removes.items():
+                key = ql.redis_key(ql.QuotaResource(resource), CACHE_FOR_STATE[state])
+                for i in range(0, len(tokens), REDIS_CHUNK):
+                    pipe.zrem(key, *tokens[i : i + REDIS_CHUNK])
+            pipe.execute()
+
+        # Last inside the transaction: if Redis refuses, the audit rows and period roll-over roll back.
+        ql._call(run)
