@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from . import views
+
+urlpatterns = [
+    path("slack/events", views.slack_events, name="slack-events"),
+    path("slack/interactivity", views.slack_interactivity, name="slack-interactivity"),
+]

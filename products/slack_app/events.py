@@ -1,0 +1,186 @@
+"""What to do with one verified Slack Events API delivery; the webhook view maps the outcome to a response.
+
+Rules (see issue 3 and DESIGN.md "Principles"):
+
+* `url_verification` answers the challenge.
+* Only `app_mention` events are acted on. Edits and messages written by bots or apps
+  are ignored.
+* `message` events are never acted on. When the app is also subscribed to
+  `message.channels` (it needs that to read thread context), a mention in a thread
+  arrives twice: as `app_mention` and as `message`, with *different* event ids. The
+  workflow id is derived from the event id, so acting on both would start two
+  workflows for one mention. Acting on `app_mention` only is the one rule that cannot
+  double-count, and it loses nothing: every @mention produces an `app_mention`.
+* Redeliveries (`X-Slack-Retry-Num`) are processed like first deliveries: the
+  workflow id (`mention_workflow_id(team, event_id)`) with USE_EXISTING /
+  REJECT_DUPLICATE makes them idempotent, so a delivery whose first attempt failed is
+  not lost and one that succeeded never runs twice.
+* Over quota: a denial in the thread, no workflow. Quota state unknown (Redis down):
+  `QUOTA_CHECK_FAILURE_MODE` decides (open: start anyway, the workflow's own gate
+  retries; closed: "try again shortly").
+* Temporal unreachable: `TryAgainLater` (503) so Slack delivers again; nothing was
+  written or posted before the start, so nothing is half done.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from slack_sdk.errors import SlackApiError
+
+from posthog_app.redis_client import get_client as get_redis
+from products.billing.quota_limiting import QuotaResource, QuotaStateUnavailable, is_team_limited
+from temporal.client import TemporalUnavailable, start_mention_workflow
+from temporal.slack_mention.constants import mention_workflow_id
+from temporal.slack_mention.types import SlackMentionWorkflowInput
+
+from . import messages
+from .errors import MalformedRequest, TryAgainLater
+from .models import Integration
+
+logger = logging.getLogger(__name__)
+
+# Authors and edits we never act on (Slack marks them with these subtypes or fields).
+IGNORED_SUBTYPES = frozenset({"bot_message", "message_changed", "message_deleted", "message_replied"})
+DENIAL_DEDUP_TTL_SECONDS = 3600
+
+
+class Outcome(str, enum.Enum):
+    CHALLENGE = "challenge"
+    IGNORED = "ignored"
+    UNKNOWN_WORKSPACE = "unknown_workspace"
+    DENIED_OVER_QUOTA = "denied_over_quota"
+    REFUSED_QUOTA_UNKNOWN = "refused_quota_unknown"
+    STARTED = "started"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class EventResult:
+    outcome: Outcome
+    detail: str = ""
+    challenge: str | None = None
+    workflow_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Slack's delivery metadata (headers), for logs only: redeliveries are processed like the first."""
+
+    retry_num: int = 0
+    retry_reason: str = ""
+
+
+def handle_envelope(envelope: Any, delivery: Delivery = Delivery()) -> EventResult:
+    """Decide and act on one verified Events API envelope. Raises MalformedRequest / TryAgainLater."""
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
+        raise MalformedRequest("body must be a JSON object with a 'type'")
+    kind = envelope["type"]
+    if kind == "url_verification":
+        challenge = envelope.get("challenge")
+        if not isinstance(challenge, str):
+            raise MalformedRequest("url_verification without a 'challenge'")
+        return EventResult(Outcome.CHALLENGE, challenge=challenge)
+    if kind != "event_callback":
+        return EventResult(Outcome.IGNORED, detail=f"envelope type {kind!r}")
+
+    event = envelope.get("event")
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        raise MalformedRequest("event_callback without an 'event' object with a 'type'")
+    if event["type"] != "app_mention":
+        # Includes `message` events carrying the same mention: see the module docstring.
+        return EventResult(Outcome.IGNORED, detail=f"event type {event['type']!r}")
+    if reason := _ignore_reason(event):
+        return EventResult(Outcome.IGNORED, detail=reason)
+
+    team_id, event_id = envelope.get("team_id"), envelope.get("event_id")
+    channel, ts, user = event.get("channel"), event.get("ts"), event.get("user")
+    for name, value in (("team_id", team_id), ("event_id", event_id), ("event.channel", channel), ("event.ts", ts), ("event.user", user)):
+        if not isinstance(value, str) or not value:
+            raise MalformedRequest(f"app_mention without {name}")
+    thread_ts = event.get("thread_ts") or ts
+
+    integration = find_integration(team_id)
+    if integration is None:
+        logger.warning("slack app_mention from unknown workspace %s (event %s); ignoring", team_id, event_id)
+        return EventResult(Outcome.UNKNOWN_WORKSPACE, detail=team_id)
+
+    workflow_id = mention_workflow_id(team_id, event_id)
+    try:
+        limited = is_team_limited(integration.project.api_token, QuotaResource.AI_CREDITS)
+    except QuotaStateUnavailable as exc:
+        if settings.QUOTA_CHECK_FAILURE_MODE == "closed":
+            logger.error("quota state unavailable (%s); refusing mention %s (QUOTA_CHECK_FAILURE_MODE=closed)", exc, workflow_id)
+            _quietly(
+                messages.post_in_thread_or_ephemeral,
+                integration, channel=channel, thread_ts=thread_ts, user=user, text=messages.TRY_AGAIN_SHORTLY_TEXT,
+            )
+            return EventResult(Outcome.REFUSED_QUOTA_UNKNOWN, workflow_id=workflow_id)
+        logger.error(
+            "quota state unavailable (%s); starting mention %s anyway (QUOTA_CHECK_FAILURE_MODE=open), "
+            "the workflow's quota gate will check again",
+            exc,
+            workflow_id,
+        )
+        limited = False
+
+    if limited:
+        if _first_denial(workflow_id):
+            _quietly(messages.post_quota_denial, integration, channel=channel, thread_ts=thread_ts, user=user)
+        logger.info("project %s over ai_credits quota; denied mention %s", integration.project_id, workflow_id)
+        return EventResult(Outcome.DENIED_OVER_QUOTA, workflow_id=workflow_id)
+
+    inp = SlackMentionWorkflowInput(event=event, integration_id=integration.pk, slack_team_id=team_id, event_id=event_id)
+    try:
+        started = start_mention_workflow(inp)
+    except TemporalUnavailable as exc:
+        logger.error("cannot start %s, Temporal unavailable (%s); answering 503 so Slack delivers again", workflow_id, exc)
+        raise TryAgainLater("workflow engine unavailable; deliver again") from exc
+    logger.info(
+        "mention %s %s (delivery retry %s %s)",
+        workflow_id,
+        "started" if started else "already handled",
+        delivery.retry_num,
+        delivery.retry_reason,
+    )
+    return EventResult(Outcome.STARTED if started else Outcome.DUPLICATE, workflow_id=workflow_id)
+
+
+def find_integration(team_id: str) -> Integration | None:
+    """Return the Slack integration for a workspace (the oldest, if several projects share it)."""
+    return (
+        Integration.objects.select_related("project")
+        .filter(kind=Integration.Kind.SLACK, integration_id=team_id)
+        .order_by("id")
+        .first()
+    )
+
+
+def _ignore_reason(event: dict[str, Any]) -> str | None:
+    if event.get("edited") or event.get("subtype") in IGNORED_SUBTYPES:
+        return "edit or non-user message"
+    if event.get("bot_id") or event.get("bot_profile") or event.get("app_id"):
+        return "written by a bot or app"
+    return None
+
+
+def _first_denial(workflow_id: str) -> bool:
+    """True the first time this mention is denied, so a redelivery does not post the denial twice."""
+    try:
+        return bool(get_redis().set(f"slack:denied:{workflow_id}", 1, nx=True, ex=DENIAL_DEDUP_TTL_SECONDS))
+    except Exception:  # noqa: BLE001 - a Redis blip must not stop the denial being posted
+        return True
+
+
+def _quietly(post: Callable[..., None], integration: Integration, *, channel: str, thread_ts: str, **kwargs: Any) -> None:
+    """Post a reply; a Slack failure is logged, not raised: nothing was started, so the answer to Slack is still 200."""
+    try:
+        post(integration, channel=channel, thread_ts=thread_ts, **kwargs)
+    except SlackApiError as exc:
+        logger.warning("could not reply in %s/%s: %s", channel, thread_ts, exc.response.get("error") if exc.response is not None else exc)
+    except Exception as exc:  # noqa: BLE001 - network errors talking to Slack
+        logger.warning("could not reply in %s/%s: %r", channel, thread_ts, exc)

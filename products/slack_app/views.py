@@ -1,0 +1,75 @@
+"""Slack's HTTP entry points. Thin: check size and signature, hand the body to events/interactivity, map the outcome.
+
+Slack gives us 3 seconds and retries otherwise, so nothing slow happens here: a
+DB lookup, one Redis ZSCORE and one Temporal start (or a single Slack reply).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from . import events, interactivity
+from .errors import MalformedRequest, SlackRequestError
+from .signing import check_body_size, verify_slack_signature
+
+logger = logging.getLogger(__name__)
+
+
+def _slack_endpoint(handle: Callable[[HttpRequest, bytes], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+    """Refuse oversized and unsigned requests, then map typed errors to responses (the one place)."""
+
+    @csrf_exempt
+    @require_POST
+    def view(request: HttpRequest) -> HttpResponse:
+        try:
+            check_body_size(request.META.get("CONTENT_LENGTH"))
+            body = request.body
+            verify_slack_signature(body, request.headers)
+            return handle(request, body)
+        except SlackRequestError as error:
+            if error.status == 401:
+                logger.warning("refused Slack request to %s: %s", request.path, error.reason)
+            return JsonResponse({"error": error.code, "detail": error.reason}, status=error.status)
+
+    view.__name__ = handle.__name__
+    view.__doc__ = handle.__doc__
+    return view
+
+
+def _events(request: HttpRequest, body: bytes) -> HttpResponse:
+    """Slack Events API: url_verification and app_mention."""
+    try:
+        envelope = json.loads(body)
+    except ValueError:
+        raise MalformedRequest("body is not JSON") from None
+    delivery = events.Delivery(
+        retry_num=_int(request.headers.get("X-Slack-Retry-Num")),
+        retry_reason=request.headers.get("X-Slack-Retry-Reason", ""),
+    )
+    result = events.handle_envelope(envelope, delivery)
+    if result.outcome is events.Outcome.CHALLENGE:
+        return JsonResponse({"challenge": result.challenge})
+    return JsonResponse({"ok": True, "outcome": result.outcome.value})
+
+
+def _interactivity(request: HttpRequest, body: bytes) -> HttpResponse:
+    """Slack interactive components: the repository picker's buttons."""
+    result = interactivity.handle_payload(interactivity.parse_payload(body))
+    # Slack wants an empty 200 for block_actions; anything we tell the user went through the Web API.
+    return HttpResponse(status=200, headers={"X-Outcome": result.outcome.value})
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
+
+
+slack_events = _slack_endpoint(_events)
+slack_interactivity = _slack_endpoint(_interactivity)

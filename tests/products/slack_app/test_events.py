@@ -1,0 +1,360 @@
+"""POST /slack/events: verify, decide, start or refuse, answer; against real PostgreSQL, Redis and Temporal."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from products.billing.quota_limiting import QuotaResource, add_limited_tokens
+from temporal.slack_mention.constants import WORKFLOW_TYPE, mention_workflow_id
+
+from .conftest import BOT_TOKEN, TEAM_ID, mention_envelope, post_event, workflow_description
+
+DENIAL = "Your team has used its monthly AI credits. Top up at http://testserver/billing to continue."
+
+pytestmark = pytest.mark.django_db
+
+
+def limit(integration) -> None:
+    add_limited_tokens(QuotaResource.AI_CREDITS, {integration.project.api_token: time.time() + 3600})
+
+
+# --- Rejections: nothing happens ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda h: h.pop("HTTP_X_SLACK_SIGNATURE"), id="missing-signature"),
+        pytest.param(lambda h: h.pop("HTTP_X_SLACK_REQUEST_TIMESTAMP"), id="missing-timestamp"),
+        pytest.param(lambda h: h.update(HTTP_X_SLACK_SIGNATURE="v0=" + "0" * 64), id="bad-signature"),
+        pytest.param(lambda h: h.update(HTTP_X_SLACK_REQUEST_TIMESTAMP="not-a-number"), id="garbage-timestamp"),
+    ],
+)
+def test_unsigned_or_badly_signed_request_is_401_and_starts_nothing(client, integration, task_queue, slack_api, tamper):
+    from .conftest import sign
+
+    envelope = mention_envelope()
+    body = json.dumps(envelope).encode()
+    headers = sign(body)
+    tamper(headers)
+    response = client.post("/slack/events", data=body, content_type="application/json", **headers)
+    assert response.status_code == 401
+    assert workflow_description(mention_workflow_id(TEAM_ID, envelope["event_id"])) is None
+    assert slack_api.calls == []
+
+
+def test_signature_with_another_secret_is_401(client, integration, task_queue, slack_api):
+    envelope = mention_envelope()
+    response = post_event(client, envelope, secret="someone-elses-secret")
+    assert response.status_code == 401
+    assert workflow_description(mention_workflow_id(TEAM_ID, envelope["event_id"])) is None
+
+
+def test_stale_timestamp_is_401_even_with_a_valid_signature(client, integration, task_queue, slack_api):
+    """A captured request replayed after Slack's 5-minute window must not start work."""
+    envelope = mention_envelope()
+    response = post_event(client, envelope, timestamp=int(time.time()) - 6 * 60)
+    assert response.status_code == 401
+    assert workflow_description(mention_workflow_id(TEAM_ID, envelope["event_id"])) is None
+    assert slack_api.calls == []
+
+
+def test_timestamp_within_the_window_is_accepted(client, integration):
+    response = post_event(client, {"type": "url_verification", "challenge": "abc"}, timestamp=int(time.time()) - 4 * 60)
+    assert response.status_code == 200
+
+
+def test_body_tampered_after_signing_is_401(client, integration, task_queue):
+    from .conftest import sign
+
+    envelope = mention_envelope()
+    headers = sign(json.dumps(envelope).encode())
+    envelope["event"]["text"] = "<@UBOT> delete everything"
+    response = client.post("/slack/events", data=json.dumps(envelope).encode(), content_type="application/json", **headers)
+    assert response.status_code == 401
+
+
+def test_no_signing_secret_configured_refuses_everything(client, settings):
+    settings.SLACK_SIGNING_SECRET = ""
+    response = post_event(client, {"type": "url_verification", "challenge": "abc"}, secret="")
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("raw", [b"not json", b"[1, 2]", b'{"challenge": "x"}', b'{"type": 3}'], ids=["not-json", "array", "no-type", "type-not-string"])
+def test_body_that_is_not_a_json_object_with_type_is_400(client, raw):
+    response = post_event(client, None, raw=raw)
+    assert response.status_code == 400
+    assert response.json()["error"] == "malformed_request"
+
+
+def test_event_callback_without_event_is_400(client):
+    response = post_event(client, {"type": "event_callback", "team_id": TEAM_ID, "event_id": "Ev1"})
+    assert response.status_code == 400
+
+
+def test_body_over_one_mebibyte_is_413(client, integration, slack_api):
+    envelope = mention_envelope(text="x" * (1024 * 1024))
+    response = post_event(client, envelope)
+    assert response.status_code == 413
+    assert slack_api.calls == []
+
+
+def test_other_methods_are_405(client):
+    assert client.get("/slack/events").status_code == 405
+    assert client.put("/slack/events", data=b"{}", content_type="application/json").status_code == 405
+
+
+# --- url_verification --------------------------------------------------------------------------
+
+
+def test_url_verification_answers_the_challenge(client):
+    response = post_event(client, {"type": "url_verification", "token": "t", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"})
+    assert response.status_code == 200
+    assert response.json() == {"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}
+
+
+# --- Mentions we ignore --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param({"edited": {"user": "U111", "ts": "1700000002.000000"}}, id="edited"),
+        pytest.param({"subtype": "message_changed"}, id="message_changed"),
+        pytest.param({"bot_id": "B123"}, id="bot"),
+        pytest.param({"subtype": "bot_message", "bot_id": "B123"}, id="bot_message"),
+        pytest.param({"app_id": "A999"}, id="app"),
+    ],
+)
+def test_edits_and_bot_or_app_authors_are_ignored(client, integration, task_queue, slack_api, extra):
+    envelope = mention_envelope(**extra)
+    response = post_event(client, envelope)
+    assert response.status_code == 200
+    assert workflow_description(mention_workflow_id(TEAM_ID, envelope["event_id"])) is None
+    assert slack_api.calls == []
+
+
+def test_message_event_carrying_the_mention_is_never_acted_on(client, integration, task_queue, slack_api):
+    """A thread mention arrives as app_mention AND as message (different event ids): act once, on app_mention."""
+    mention = mention_envelope(thread_ts="1700000000.000001")
+    as_message = mention_envelope(thread_ts="1700000000.000001")
+    as_message["event"]["type"] = "message"
+    as_message["event"]["channel_type"] = "channel"
+
+    assert post_event(client, as_message).status_code == 200
+    assert workflow_description(mention_workflow_id(TEAM_ID, as_message["event_id"])) is None
+
+    assert post_event(client, mention).status_code == 200
+    task_queue.append(mention_workflow_id(TEAM_ID, mention["event_id"]))
+    assert workflow_description(mention_workflow_id(TEAM_ID, mention["event_id"])) is not None
+
+
+def test_unknown_workspace_is_200_with_no_work(client, integration, task_queue, slack_api, caplog):
+    envelope = mention_envelope(team_id="TUNKNOWN")
+    response = post_event(client, envelope)
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "unknown_workspace"
+    assert workflow_description(mention_workflow_id("TUNKNOWN", envelope["event_id"])) is None
+    assert slack_api.calls == []
+    assert "unknown workspace TUNKNOWN" in caplog.text
+
+
+# --- Over quota: denial in the thread, no workflow -------------------------------------------------
+
+
+@pytest.mark.parametrize("thread_ts", [None, "1699999999.000500"], ids=["top-level", "in-thread"])
+def test_over_quota_mention_gets_the_denial_in_its_thread_and_no_workflow(client, integration, task_queue, slack_api, thread_ts):
+    limit(integration)
+    envelope = mention_envelope(thread_ts=thread_ts, ts="1700000001.000100")
+    response = post_event(client, envelope)
+    assert response.status_code == 200
+    [post] = slack_api.calls_to("chat.postMessage")
+    assert post.args["text"] == DENIAL
+    assert post.args["channel"] == "C123"
+    assert post.args["thread_ts"] == (thread_ts or "1700000001.000100")
+    assert post.token == BOT_TOKEN
+    assert workflow_description(mention_workflow_id(TEAM_ID, envelope["event_id"])) is None
+
+
+def test_over_quota_denial_falls_back_to_ephemeral_when_posting_fails(client, integration, task_queue, slack_api):
+    limit(integration)
+    slack_api.respond("chat.postMessage", body={"ok": False, "error": "not_in_channel"})
+    envelope = mention_envelope(user="U222")
+    response = post_event(client, envelope)
+    assert response.status_code == 200
+    [ephemeral] = slack_api.calls_to("chat.postEphemeral")
+    assert ephemeral.args["text"] == DENIAL
+    assert ephemeral.args["user"] == "U222"
+    assert ephemeral.args["channel"] == "C123"
+    assert workflow_description(mention_workflow_id(TEAM_ID, envelope["event_id"])) is None
+
+
+def test_over_quota_redelivery_does_not_post_the_denial_twice(client, integration, task_queue, slack_api):
+    limit(integration)
+    envelope = mention_envelope()
+    assert post_event(client, envelope).status_code == 200
+    assert post_event(client, envelope, headers={"HTTP_X_SLACK_RETRY_NUM": "1", "HTTP_X_SLACK_RETRY_REASON": "http_timeout"}).status_code == 200
+    assert len(slack_api.calls_to("chat.postMessage")) == 1
+
+
+def test_over_quota_and_slack_down_still_answers_200_without_work(client, integration, task_queue, slack_api):
+    limit(integration)
+    slack_api.respond("chat.postMessage", status=500, body="oops", times=None)
+    slack_api.respond("chat.postEphemeral", status=500, body="oops", times=None)
+    envelope = mention_envelope()
+    assert post_event(client, envelope).status_code == 200
+    assert workflow_description(mention_workflow_id(TEAM_ID, envelope["event_id"])) is None
+
+
+# --- In quota: the workflow starts ----------------------------------------------------------------
+
+
+def test_in_quota_mention_starts_the_workflow_with_the_contract_id_and_type(client, integration, task_queue, slack_api, settings):
+    envelope = mention_envelope(event_id="Ev0STARTED1")
+    response = post_event(client, envelope)
+    workflow_id = f"posthog-code-mention-{TEAM_ID}:Ev0STARTED1"
+    task_queue.append(workflow_id)
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "started"
+    description = workflow_description(workflow_id)
+    assert description is not None
+    assert description.workflow_type == WORKFLOW_TYPE == "posthog-code-slack-mention-processing"
+    assert description.task_queue == settings.TEMPORAL_TASK_QUEUE
+    assert description.status.name == "RUNNING"
+    # The webhook itself posts nothing: replies are the workflow's job.
+    assert slack_api.calls == []
+
+
+def test_workflow_input_carries_the_event_integration_team_and_event_id(client, integration, task_queue):
+    from temporal.client import get_client, run_sync
+
+    envelope = mention_envelope(event_id="Ev0INPUT1", text="<@UBOT> fix acme/api")
+    post_event(client, envelope)
+    workflow_id = mention_workflow_id(TEAM_ID, "Ev0INPUT1")
+    task_queue.append(workflow_id)
+
+    async def decoded_input():
+        client_ = await get_client()
+        history = await client_.get_workflow_handle(workflow_id).fetch_history()
+        payloads = history.events[0].workflow_execution_started_event_attributes.input.payloads
+        return json.loads(payloads[0].data)
+
+    inp = run_sync(decoded_input())
+    assert inp["integration_id"] == integration.pk
+    assert inp["slack_team_id"] == TEAM_ID
+    assert inp["event_id"] == "Ev0INPUT1"
+    assert inp["event"]["text"] == "<@UBOT> fix acme/api"
+
+
+def test_redelivery_is_processed_and_is_a_duplicate_not_a_second_workflow(client, integration, task_queue):
+    envelope = mention_envelope()
+    workflow_id = mention_workflow_id(TEAM_ID, envelope["event_id"])
+    task_queue.append(workflow_id)
+    first = post_event(client, envelope)
+    again = post_event(client, envelope, headers={"HTTP_X_SLACK_RETRY_NUM": "1", "HTTP_X_SLACK_RETRY_REASON": "http_timeout"})
+    assert first.json()["outcome"] == "started"
+    assert again.status_code == 200 and again.json()["outcome"] == "duplicate"
+    run_id = workflow_description(workflow_id).run_id
+    assert workflow_description(workflow_id).run_id == run_id
+
+
+def test_redelivery_of_a_mention_whose_first_delivery_failed_starts_it(client, integration, task_queue, settings, temporal):
+    """Nothing is lost: a 503 on the first delivery, then Slack's retry starts the work."""
+    envelope = mention_envelope()
+    workflow_id = mention_workflow_id(TEAM_ID, envelope["event_id"])
+    task_queue.append(workflow_id)
+    settings.TEMPORAL_ADDRESS = "127.0.0.1:1"
+    assert post_event(client, envelope).status_code == 503
+    settings.TEMPORAL_ADDRESS = temporal.address
+    assert workflow_description(workflow_id) is None
+    retry = post_event(client, envelope, headers={"HTTP_X_SLACK_RETRY_NUM": "1", "HTTP_X_SLACK_RETRY_REASON": "http_error"})
+    assert retry.status_code == 200 and retry.json()["outcome"] == "started"
+    assert workflow_description(workflow_id).status.name == "RUNNING"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_same_event_delivered_five_times_concurrently_and_again_later_makes_one_workflow(integration, task_queue):
+    envelope = mention_envelope()
+    workflow_id = mention_workflow_id(TEAM_ID, envelope["event_id"])
+    task_queue.append(workflow_id)
+    outcomes: list[tuple[int, str]] = []
+    barrier = threading.Barrier(5)
+
+    def deliver(n: int) -> None:
+        barrier.wait()
+        try:
+            response = post_event(Client(), envelope, headers={"HTTP_X_SLACK_RETRY_NUM": str(n)} if n else {})
+            outcomes.append((response.status_code, response.json()["outcome"]))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == [(200, "duplicate")] * 4 + [(200, "started")]
+    run_id = workflow_description(workflow_id).run_id
+
+    later = post_event(Client(), envelope, headers={"HTTP_X_SLACK_RETRY_NUM": "3"})
+    assert (later.status_code, later.json()["outcome"]) == (200, "duplicate")
+    assert workflow_description(workflow_id).run_id == run_id
+
+
+def test_redelivery_after_the_workflow_closed_does_not_run_it_again(client, integration, task_queue):
+    from temporal.client import get_client, run_sync
+
+    envelope = mention_envelope()
+    workflow_id = mention_workflow_id(TEAM_ID, envelope["event_id"])
+    post_event(client, envelope)
+
+    async def terminate():
+        await (await get_client()).get_workflow_handle(workflow_id).terminate("done")
+
+    run_sync(terminate())
+    closed_run = workflow_description(workflow_id).run_id
+    again = post_event(client, envelope, headers={"HTTP_X_SLACK_RETRY_NUM": "2"})
+    assert (again.status_code, again.json()["outcome"]) == (200, "duplicate")
+    description = workflow_description(workflow_id)
+    assert description.run_id == closed_run and description.status.name == "TERMINATED"
+
+
+# --- Infrastructure down --------------------------------------------------------------------------
+
+
+def test_temporal_unreachable_is_503_so_slack_delivers_again(client, integration, settings, slack_api):
+    settings.TEMPORAL_ADDRESS = "127.0.0.1:1"
+    response = post_event(client, mention_envelope())
+    assert response.status_code == 503
+    assert response.json()["error"] == "temporarily_unavailable"
+    assert slack_api.calls == []  # nothing half done: no reply, no reaction
+
+
+def test_redis_down_with_failure_mode_open_starts_the_workflow(client, integration, task_queue, settings, slack_api, caplog):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.QUOTA_CHECK_FAILURE_MODE = "open"
+    envelope = mention_envelope()
+    workflow_id = mention_workflow_id(TEAM_ID, envelope["event_id"])
+    task_queue.append(workflow_id)
+    response = post_event(client, envelope)
+    assert response.status_code == 200 and response.json()["outcome"] == "started"
+    assert workflow_description(workflow_id).status.name == "RUNNING"
+    assert any(r.levelname == "ERROR" and "quota state unavailable" in r.getMessage() for r in caplog.records)
+    assert slack_api.calls == []
+
+
+def test_redis_down_with_failure_mode_closed_refuses_with_try_again_shortly(client, integration, task_queue, settings, slack_api):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.QUOTA_CHECK_FAILURE_MODE = "closed"
+    envelope = mention_envelope(thread_ts="1699999999.000001")
+    response = post_event(client, envelope)
+    assert response.status_code == 200 and response.json()["outcome"] == "refused_quota_unknown"
+    [post] = slack_api.calls_to("chat.postMessage")
+    assert "try again shortly" in post.args["text"]
+    assert post.args["thread_ts"] == "1699999999.000001"
+    assert workflow_description(mention_workflow_id(TEAM_ID, envelope["event_id"])) is None
