@@ -94,7 +94,7 @@ def task_queue(temporal, settings):
     for workflow_id in started:
 
         async def terminate(wid: str = workflow_id) -> None:
-            client = await get_client()
+            client = temporal.client  # the session server's own client: tests may have pointed settings elsewhere
             try:
                 await client.get_workflow_handle(wid).terminate("test over")
             except RPCError:
