@@ -30,8 +30,10 @@ def period_containing(anchor: datetime, months: int, now: datetime) -> tuple[dat
 
     Each boundary is computed from the anchor (never from the previous boundary), so
     an anchor on the 31st gives periods ending on the 31st whenever the month has one.
+    Boundaries are whole seconds, like the Redis scores that record them.
     """
     months = max(1, months)
+    anchor = anchor.replace(microsecond=0)
     if now < anchor:
         return anchor, add_months(anchor, months)
     elapsed = (now.year - anchor.year) * 12 + (now.month - anchor.month)

@@ -214,8 +214,8 @@ def changes_for_org(
             for project_id, token in terms.project_tokens:
                 have = scores.get(token)
                 if want is None:
-                    if have is None:
-                        continue
+                    if have is None or have <= now_ts:
+                        continue  # nothing to lift (an expired entry is left to the sweep)
                 elif have is not None and int(have) == want:
                     continue
                 changes.append(
