@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from .constants import (
@@ -146,23 +146,17 @@ class SlackMentionWorkflow:
                 raise
             await self._apologise(inp, mention)
             raise ApplicationError(
-                f"Processing the Slack mention failed: {err}", type=FAILURE_ERROR_TYPE, non_retryable=True
+                f"Processing the Slack mention failed: {_describe(err)}", type=FAILURE_ERROR_TYPE, non_retryable=True
             ) from err
 
     async def _process(self, inp: SlackMentionWorkflowInput, mention: "_Mention") -> SlackMentionWorkflowResult:
         # 1. Quota gate (added after executions without it were already running: see patches.py).
-        if workflow.patched(BILLING_GATE_PATCH):
-            gate = await workflow.execute_activity(
-                ENFORCE_BILLING_QUOTA_ACTIVITY,
-                EnforceQuotaInput(
-                    integration_id=inp.integration_id, channel=mention.channel, thread_ts=mention.thread_ts, user=mention.user
-                ),
-                result_type=QuotaGateResult,
-                **QUOTA_GATE_OPTIONS,
-            )
-            if gate.limited:
-                return SlackMentionWorkflowResult(outcome=OUTCOME_QUOTA_LIMITED)
+        if workflow.patched(BILLING_GATE_PATCH) and await self._quota_limited(inp, mention):
+            return SlackMentionWorkflowResult(outcome=OUTCOME_QUOTA_LIMITED)
+        return await self._handle_mention(inp, mention)
 
+    async def _handle_mention(self, inp: SlackMentionWorkflowInput, mention: "_Mention") -> SlackMentionWorkflowResult:
+        """Steps 2-4, unchanged since before the billing gate (histories of both versions replay them)."""
         # 2. A mention in a thread that already has a task is a follow-up to it.
         thread = await workflow.execute_activity(
             FIND_THREAD_TASK_ACTIVITY,
@@ -244,6 +238,16 @@ class SlackMentionWorkflow:
             outcome=OUTCOME_TASK_CREATED, task_id=created.task_id, run_id=created.run_id, repository=repository
         )
 
+    async def _quota_limited(self, inp: SlackMentionWorkflowInput, mention: "_Mention") -> bool:
+        """Run the quota-enforcement activity; True means the denial is posted and nothing else may happen."""
+        gate = await workflow.execute_activity(
+            ENFORCE_BILLING_QUOTA_ACTIVITY,
+            EnforceQuotaInput(integration_id=inp.integration_id, channel=mention.channel, thread_ts=mention.thread_ts, user=mention.user),
+            result_type=QuotaGateResult,
+            **QUOTA_GATE_OPTIONS,
+        )
+        return gate.limited
+
     async def _post(self, inp: SlackMentionWorkflowInput, mention: "_Mention", kind: str, options: dict) -> None:
         await workflow.execute_activity(
             POST_THREAD_MESSAGE_ACTIVITY,
@@ -260,6 +264,15 @@ class SlackMentionWorkflow:
             if is_cancelled_exception(err):
                 raise
             workflow.logger.warning("Could not post the apology: %s", err)
+
+
+def _describe(err: BaseException) -> str:
+    """Say which step failed and the innermost reason ("Activity task failed" alone says nothing)."""
+    where = f"{err.activity_type}: " if isinstance(err, ActivityError) else ""
+    while isinstance(err, FailureError) and err.cause is not None:
+        err = err.cause
+    reason = err.message if isinstance(err, FailureError) else str(err)
+    return f"{where}{reason}"
 
 
 class _Mention:
