@@ -129,13 +129,31 @@ def send_usage_alerts(
         if best is None or alert.threshold > best.threshold:
             highest[alert.organization_id] = alert
     delivered = _notify(list(highest.values()))
-    rows = [
-        UsageAlert(pk=alert_ids[(a.organization_id, a.period_start, a.threshold)], delivered_to=", ".join(delivered[a.organization_id])[:200])
-        for a in new
-        if a.organization_id in delivered
-    ]
-    UsageAlert.objects.bulk_update(rows, ["delivered_to"], batch_size=5_000)
+    _record_delivery(
+        {
+            alert_ids[(a.organization_id, a.period_start, a.threshold)]: ", ".join(delivered[a.organization_id])[:200]
+            for a in new
+            if a.organization_id in delivered
+        }
+    )
     return new
+
+
+def _record_delivery(delivered_to_by_id: dict[int, str]) -> None:
+    """Note where each alert went; one UPDATE ... FROM unnest on PostgreSQL."""
+    if not delivered_to_by_id:
+        return
+    if connection.vendor != "postgresql":
+        for pk, where in delivered_to_by_id.items():
+            UsageAlert.objects.filter(pk=pk).update(delivered_to=where)
+        return
+    table = UsageAlert._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS a SET delivered_to = v.delivered_to "
+            "FROM unnest(%s::bigint[], %s::text[]) AS v(id, delivered_to) WHERE a.id = v.id",
+            [list(delivered_to_by_id), list(delivered_to_by_id.values())],
+        )
 
 
 def alert_text(alert: AlertToSend, organization_name: str) -> str:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from posthog_app.redis_client import get_client
@@ -353,23 +353,8 @@ def _write(changes: list[TokenChange], sweeps: list[tuple[str, str, str]], rolle
         removes.setdefault((resource, state), []).append(token)
 
     with transaction.atomic():
-        if rolled:
-            plans = [BillingPlan(pk=t.plan_id, period_start=t.period_start, period_end=t.period_end) for t in rolled]
-            BillingPlan.objects.bulk_update(plans, ["period_start", "period_end"], batch_size=10_000)
-        audit = [
-            QuotaLimitChange(
-                project_id=c.project_id,
-                resource=c.resource,
-                state=c.state,
-                old_limited_until=ql.to_datetime(c.old_score),
-                new_limited_until=ql.to_datetime(c.new_score),
-                reason=c.reason,
-                actor_label=ACTOR_LABEL,
-            )
-            for c in changes
-            if c.project_id is not None
-        ]
-        QuotaLimitChange.objects.bulk_create(audit, batch_size=AUDIT_BATCH)
+        _roll_periods(rolled)
+        _insert_audit_rows([c for c in changes if c.project_id is not None])
 
         def run(r):
             pipe = r.pipeline(transaction=True)
@@ -386,3 +371,69 @@ def _write(changes: list[TokenChange], sweeps: list[tuple[str, str, str]], rolle
 
         # Last inside the transaction: if Redis refuses, the audit rows and period roll-over roll back.
         ql._call(run)
+
+
+def _roll_periods(rolled: list[OrgTerms]) -> None:
+    """Move ended periods on; one UPDATE ... FROM unnest on PostgreSQL, however many."""
+    if not rolled:
+        return
+    if connection.vendor != "postgresql":
+        plans = [BillingPlan(pk=t.plan_id, period_start=t.period_start, period_end=t.period_end) for t in rolled]
+        BillingPlan.objects.bulk_update(plans, ["period_start", "period_end"], batch_size=500)
+        return
+    table = BillingPlan._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {table} AS p SET period_start = v.period_start, period_end = v.period_end, updated_at = now()
+            FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS v(id, period_start, period_end)
+            WHERE p.id = v.id
+            """,
+            [[t.plan_id for t in rolled], [t.period_start for t in rolled], [t.period_end for t in rolled]],
+        )
+
+
+def _insert_audit_rows(changes: list[TokenChange]) -> None:
+    """Record every change in the audit log; one INSERT ... SELECT FROM unnest on PostgreSQL."""
+    if not changes:
+        return
+    now = timezone.now()
+    if connection.vendor != "postgresql":
+        QuotaLimitChange.objects.bulk_create(
+            [
+                QuotaLimitChange(
+                    project_id=c.project_id,
+                    resource=c.resource,
+                    state=c.state,
+                    old_limited_until=ql.to_datetime(c.old_score),
+                    new_limited_until=ql.to_datetime(c.new_score),
+                    reason=c.reason,
+                    actor_label=ACTOR_LABEL,
+                    created_at=now,
+                )
+                for c in changes
+            ],
+            batch_size=AUDIT_BATCH,
+        )
+        return
+    table = QuotaLimitChange._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {table}
+                (project_id, resource, state, old_limited_until, new_limited_until, reason, actor_label, created_at)
+            SELECT project_id, resource, state, old_until, new_until, reason, %s, %s
+            FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[])
+                 AS c(project_id, resource, state, old_until, new_until, reason)
+            """,
+            [
+                ACTOR_LABEL,
+                now,
+                [c.project_id for c in changes],
+                [c.resource for c in changes],
+                [c.state for c in changes],
+                [ql.to_datetime(c.old_score) for c in changes],
+                [ql.to_datetime(c.new_score) for c in changes],
+                [c.reason for c in changes],
+            ],
+        )
