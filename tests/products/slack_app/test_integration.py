@@ -1,6 +1,8 @@
 """The Slack integration: token encrypted at rest and never shown; the one WebClient factory; routing."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from django.db import IntegrityError, connection
 from slack_sdk.errors import SlackApiError
@@ -12,6 +14,8 @@ from products.slack_app.routing import RoutingDecision, route_repository
 from products.slack_app.slack_client import get_slack_client
 
 from .conftest import BOT_TOKEN, TEAM_ID
+
+ROOT = Path(__file__).resolve().parents[3]
 
 pytestmark = pytest.mark.django_db
 
@@ -51,19 +55,40 @@ def test_key_rotation_old_key_still_decrypts(integration, settings):
     assert Integration.objects.get(pk=integration.pk).bot_token == BOT_TOKEN
 
 
-def test_dev_default_key_is_a_valid_fernet_key():
+def test_dev_default_key_is_a_valid_fernet_key_derived_from_secret_key():
+    """Without SLACK_TOKEN_ENCRYPTION_KEY in the environment, development still encrypts (with a key from SECRET_KEY)."""
     import base64
     import hashlib
+    import os
+    import subprocess
+    import sys
 
+    env = {k: v for k, v in os.environ.items() if k != "SLACK_TOKEN_ENCRYPTION_KEY"}
+    env.update(SECRET_KEY="some-dev-secret", DJANGO_SETTINGS_MODULE="posthog_app.settings")
+    key = subprocess.run(
+        [sys.executable, "-c", "from posthog_app import settings; print(settings.SLACK_TOKEN_ENCRYPTION_KEY)"],
+        env=env, capture_output=True, text=True, check=True, cwd=ROOT,
+    ).stdout.strip()
     from cryptography.fernet import Fernet
 
-    from posthog_app import settings as app_settings
+    Fernet(key)  # raises if not a valid key
+    assert key == base64.urlsafe_b64encode(hashlib.sha256(b"slack-token-encryption:some-dev-secret").digest()).decode()
 
-    assert "SLACK_TOKEN_ENCRYPTION_KEY" in dir(app_settings)
-    expected = base64.urlsafe_b64encode(hashlib.sha256(f"slack-token-encryption:{app_settings.SECRET_KEY}".encode()).digest()).decode()
-    Fernet(app_settings.SLACK_TOKEN_ENCRYPTION_KEY)  # raises if invalid
-    if not __import__("os").environ.get("SLACK_TOKEN_ENCRYPTION_KEY"):
-        assert app_settings.SLACK_TOKEN_ENCRYPTION_KEY == expected
+
+@pytest.mark.parametrize("value,ok", [("open", True), ("closed", True), ("CLOSED", True), ("maybe", False)])
+def test_quota_check_failure_mode_setting_is_validated(value, ok):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, QUOTA_CHECK_FAILURE_MODE=value, DJANGO_SETTINGS_MODULE="posthog_app.settings")
+    run = subprocess.run([sys.executable, "-c", "from posthog_app import settings; print(settings.QUOTA_CHECK_FAILURE_MODE)"],
+                         env=env, capture_output=True, text=True, cwd=ROOT)
+    assert (run.returncode == 0) is ok
+    if ok:
+        assert run.stdout.strip() == value.lower()
+    else:
+        assert "QUOTA_CHECK_FAILURE_MODE" in run.stderr
 
 
 def test_unique_per_project_kind_and_workspace(integration):
