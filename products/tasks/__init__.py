@@ -1,0 +1,1 @@
+"""Coding tasks: Task, TaskRun (resumable), TaskFollowUp. Other products change them only through services.py."""
