@@ -380,3 +380,10 @@ def test_plan_periods_default_to_rolling_months_from_the_organization(accounts):
     plan = BillingPlan.objects.create(organization=org)
     assert plan.period_start <= timezone.now() < plan.period_end
     assert plan.period_start.day == org.created_at.day or plan.period_start == org.created_at
+
+
+def test_celery_finds_the_task():
+    from posthog_app.celery import app
+
+    app.loader.import_default_modules()
+    assert "products.billing.tasks.update_quota_limits" in app.tasks
