@@ -63,18 +63,20 @@ def build_worker(
     task_queue: str,
     *,
     activities: Sequence[Callable] | None = None,
+    workflows: Sequence[type] | None = None,
     max_activity_threads: int = DEFAULT_ACTIVITY_THREADS,
     graceful_shutdown_timeout: timedelta = timedelta(seconds=10),
 ) -> Worker:
     """Return a worker for `task_queue` running every workflow and activity of this service.
 
-    `activities` replaces the registered activity list (tests stand in for one activity
-    by registering another function under its name); by default all of them run.
+    `activities` / `workflows` replace the registered lists (tests stand in for one
+    activity by registering another function under its name, or run an older version of
+    a workflow); by default all of them run.
     """
     return ServiceWorker(
         client,
         task_queue=task_queue,
-        workflows=WORKFLOWS,
+        workflows=list(WORKFLOWS if workflows is None else workflows),
         activities=list(ACTIVITIES if activities is None else activities),
         activity_executor=ThreadPoolExecutor(max_workers=max_activity_threads, thread_name_prefix="temporal-activity"),
         max_concurrent_activities=max_activity_threads,

@@ -4,12 +4,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import uuid4
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.worker import Worker
 
 from products.slack_app.models import Integration
 from temporal.slack_mention.constants import mention_workflow_id
@@ -62,18 +60,7 @@ async def run_mention(
 ) -> tuple[SlackMentionWorkflowResult | BaseException, WorkflowHandle]:
     """Run one mention workflow on a real worker on a fresh task queue; return (result or error, handle)."""
     task_queue = f"test-{uuid4()}"
-    if workflow_class is SlackMentionWorkflow:
-        worker = build_worker(client, task_queue, activities=activities)
-    else:
-        from temporal.worker import ACTIVITIES
-
-        worker = Worker(
-            client,
-            task_queue=task_queue,
-            workflows=[workflow_class],
-            activities=list(activities or ACTIVITIES),
-            activity_executor=ThreadPoolExecutor(max_workers=4),
-        )
+    worker = build_worker(client, task_queue, activities=activities, workflows=[workflow_class])
     async with worker:
         handle = await client.start_workflow(
             workflow_class.run,
