@@ -15,6 +15,8 @@ from .quota_limiting import QuotaResource
 
 # Resources that may not have a grace period: running out of AI credits stops work at once.
 NO_GRACE_RESOURCES = frozenset({QuotaResource.AI_CREDITS.value})
+RESOURCE_NAMES = frozenset(r.value for r in QuotaResource)
+OVERRIDE_MODES = frozenset({"never_limit", "always_limit"})
 
 
 def add_months(moment: datetime, months: int) -> datetime:
@@ -45,6 +47,8 @@ def period_containing(anchor: datetime, months: int, now: datetime) -> tuple[dat
 
 def check_allowance(resource: str, allowance: int | None, overage_buffer: int, grace_period_days: int) -> None:
     """Raise ValueError, saying why, when an allowance row cannot be applied."""
+    if resource not in RESOURCE_NAMES:
+        raise ValueError(f"unknown resource {resource!r} in an allowance.")
     if allowance is not None and allowance < 0:
         raise ValueError(f"{resource}: the allowance cannot be negative ({allowance}).")
     if overage_buffer is None or overage_buffer < 0:
@@ -123,7 +127,11 @@ def load_org_terms(now: datetime, organization_ids: list[int] | None = None) -> 
     )}
     terms: dict[int, OrgTerms] = {}
     for org_id, created_at in orgs.order_by("pk").values_list("pk", "created_at").iterator(chunk_size=10_000):
-        terms[org_id] = terms_for_plan(org_id, created_at, plan_by_org.get(org_id), now)
+        try:
+            terms[org_id] = terms_for_plan(org_id, created_at, plan_by_org.get(org_id), now)
+        except Exception as exc:  # a plan row we cannot read: this organization fails, the rest go on
+            start, end = period_containing(created_at, 1, now)
+            terms[org_id] = OrgTerms(org_id, start, end, invalid=[f"billing period: {type(exc).__name__}: {exc}"])
     org_by_plan = {plan.pk: plan.organization_id for plan in plan_by_org.values()}
 
     for plan_id, resource, allowance, buffer, grace in allowances.values_list(
@@ -140,8 +148,12 @@ def load_org_terms(now: datetime, organization_ids: list[int] | None = None) -> 
         org_terms.allowances[resource] = Allowance(allowance, buffer, grace)
 
     for org_id, resource, mode in overrides.values_list("organization_id", "resource", "mode").iterator(chunk_size=10_000):
-        if org_id in terms:
-            terms[org_id].overrides[resource] = mode
+        if org_id not in terms:
+            continue
+        if resource not in RESOURCE_NAMES or mode not in OVERRIDE_MODES:
+            terms[org_id].invalid.append(f"override {mode!r} for {resource!r} is not one the job understands.")
+            continue
+        terms[org_id].overrides[resource] = mode
 
     tokens: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for project_id, org_id, token in projects.order_by("pk").values_list("pk", "organization_id", "api_token").iterator(

@@ -387,3 +387,19 @@ def test_celery_finds_the_task():
 
     app.loader.import_default_modules()
     assert "products.billing.tasks.update_quota_limits" in app.tasks
+
+
+def test_an_override_row_with_an_unknown_resource_fails_only_its_organization(accounts):
+    """A row written behind the admin's back (unknown resource) must not stop the whole run."""
+    bad_org, good_org = accounts.organization(), accounts.organization()
+    bad, good = accounts.project(bad_org), accounts.project(good_org)
+    make_plan(bad_org, ai_credits=1)
+    make_plan(good_org, ai_credits=1)
+    use(bad, 5)
+    use(good, 5)
+    QuotaOverride.objects.create(organization=bad_org, resource="tokens_of_doom", mode="always_limit")
+    summary = run()
+    assert summary.failed == 1 and summary.failures[0].organization_id == bad_org.id
+    assert "tokens_of_doom" in summary.failures[0].error
+    assert not is_team_limited(bad.api_token, AI)  # left as it was: never limited
+    assert is_team_limited(good.api_token, AI)
