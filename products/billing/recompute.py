@@ -15,9 +15,11 @@ organizations:
 A failure while deciding one organization leaves its Redis state untouched (it is
 never silently unlimited) and is reported in the summary and the log.
 
-Managed resources are the metered ones (`ai_credits`, `llm_events`), plus any resource
-an operator override names. Limits on other resources (set by hand or by PostHog) are
-never touched, except that expired members are swept from every managed set.
+Managed resources are the metered ones (`ai_credits`, `llm_events`) for every
+organization, plus, for an organization with an operator override, the resource the
+override names. Other limits (set by hand or by PostHog) are never touched, except that
+expired members are swept from the sets read. Removing an "always limit" override on an
+unmetered resource leaves that limit to run out at the period end (or to be lifted by hand).
 """
 from __future__ import annotations
 
@@ -80,7 +82,13 @@ class OrgFailure:
 
 @dataclass
 class RecomputeSummary:
-    """What one run found and did. Organization counts: checked = newly_limited + lifted + unchanged + failed."""
+    """What one run found and did.
+
+    Organization counts add up: checked = newly_limited + lifted + unchanged + failed.
+    "Newly limited" includes organizations that just entered a grace period
+    (suspended); an organization whose limit was only moved (e.g. to a new period
+    end) is "unchanged" although its projects' scores were rewritten and audited.
+    """
 
     checked: int = 0
     newly_limited: int = 0
@@ -207,6 +215,8 @@ def changes_for_org(
         raise InvalidPlan(f"billing period ends before it starts ({_fmt_period(terms)})")
     changes: list[TokenChange] = []
     for resource in resources:
+        if resource not in METERED_RESOURCES and resource not in terms.overrides:
+            continue  # not metered and no override here: someone else's limit, left alone
         decision = decide_resource(terms, resource, usage.get(resource, 0), current, now_ts)
         for state in (STATE_LIMITED, STATE_SUSPENDED):
             want = decision.until if decision.state == state else None
@@ -296,10 +306,8 @@ def _run(now, now_ts, dry_run, progress, on_start) -> RecomputeSummary:
     if on_start:
         on_start(len(terms))
     failed_tokens: set[str] = set()
-    known_tokens: set[str] = set()
     for org_id, org_terms in terms.items():
         tokens = [token for _, token in org_terms.project_tokens]
-        known_tokens.update(tokens)
         summary.checked += 1
         try:
             changes = changes_for_org(org_terms, usage.get(org_id, {}), resources, current, now_ts)
@@ -331,7 +339,10 @@ def _run(now, now_ts, dry_run, progress, on_start) -> RecomputeSummary:
                 sweeps.append((resource, state, token))
     summary.swept = len(sweeps)
 
-    rolled = [t for t in terms.values() if t.plan_id is not None and t.rolled_from is not None]
+    failed_orgs = {f.organization_id for f in summary.failures}
+    rolled = [
+        t for t in terms.values() if t.plan_id is not None and t.rolled_from is not None and t.organization_id not in failed_orgs
+    ]
     summary.periods_rolled = len(rolled)
     if not dry_run:
         _write(summary.changes, sweeps, rolled)

@@ -176,12 +176,15 @@ def test_operator_overrides_beat_the_figures(accounts):
     assert not is_team_limited(under.api_token, AI)
 
 
-def test_an_always_limit_override_on_an_unmetered_resource_is_honoured(accounts):
-    org = accounts.organization()
-    project = accounts.project(org)
+def test_an_always_limit_override_on_an_unmetered_resource_is_honoured_for_that_org_only(accounts):
+    org, other_org = accounts.organization(), accounts.organization()
+    project, other = accounts.project(org), accounts.project(other_org)
+    until = int(time.time()) + 7200
+    ql.add_limited_tokens(QuotaResource.EVENTS, {other.api_token: until})  # set by an operator by hand
     QuotaOverride.objects.create(organization=org, resource="events", mode="always_limit")
     run()
     assert is_team_limited(project.api_token, QuotaResource.EVENTS)
+    assert ql.get_limited_until(other.api_token, QuotaResource.EVENTS) == until
 
 
 def test_limits_on_resources_the_job_does_not_meter_are_left_alone(accounts):
