@@ -10,6 +10,7 @@ Invariants protected here:
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -22,7 +23,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from products.billing.quota_limiting import QuotaResource, add_limited_tokens
+from products.billing.quota_limiting import QuotaResource, QuotaStateUnavailable, add_limited_tokens
 from products.slack_app.models import SlackThreadTaskMapping
 from products.tasks.models import Task, TaskFollowUp, TaskRun
 from temporal.client import run_sync
@@ -371,3 +372,45 @@ def test_unexpected_failure_apologises_in_the_thread_and_fails_the_workflow(temp
     assert posts_in_thread(slack_api, event["ts"]) == [APOLOGY]
     assert len(slack_api.calls_to("reactions.add")) == 1  # not retried
     assert not Task.objects.exists()
+
+
+# --- Quota state unavailable ----------------------------------------------------------------------
+
+DEAD_REDIS = "redis://127.0.0.1:9/5"  # nothing listens on the discard port
+
+
+def test_gate_raises_rather_than_failing_open_when_redis_is_down(slack_api, accounts, settings):
+    integration = make_integration(accounts, repositories=["acme/web"])
+    settings.REDIS_URL = DEAD_REDIS
+
+    with pytest.raises(QuotaStateUnavailable):
+        activities.enforce_billing_quota_activity(
+            EnforceQuotaInput(integration_id=integration.pk, channel=CHANNEL, thread_ts="1.1", user="UALICE")
+        )
+    assert slack_api.calls == []
+
+
+def test_a_redis_blip_delays_the_workflow_but_never_lets_work_through_unchecked(temporal, slack_api, accounts, settings):
+    """A quota-infra blip must neither kill a healthy mention nor skip its quota check."""
+    integration = make_integration(accounts, repositories=["acme/web"])
+    event = mention_event("fix it")
+    redis_url = settings.REDIS_URL
+    settings.REDIS_URL = DEAD_REDIS
+    seen_while_down = {}
+
+    async def redis_comes_back(handle):
+        async def gate_attempts():
+            pending = (await handle.describe()).raw_description.pending_activities
+            return pending[0].attempt if pending else 0
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while await gate_attempts() < 2 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+        seen_while_down.update(slack_calls=len(slack_api.calls), attempts=await gate_attempts())
+        settings.REDIS_URL = redis_url
+
+    result = run(temporal, mention_input(integration, event), while_running=redis_comes_back)
+
+    assert seen_while_down["attempts"] >= 2 and seen_while_down["slack_calls"] == 0
+    assert result.outcome == OUTCOME_TASK_CREATED
+    assert posts_in_thread(slack_api, event["ts"]) == [on_it(only_task())]
