@@ -15,9 +15,9 @@ organizations:
 A failure while deciding one organization leaves its Redis state untouched (it is
 never silently unlimited) and is reported in the summary and the log.
 
-Managed resources are the metered ones (`ai_credits`, `llm_events`) for every
-organization, plus, for an organization with an operator override, the resource the
-override names. Other limits (set by hand or by PostHog) are never touched, except that
+`ai_credits` is managed for every organization. Another resource is managed for an
+organization only when its plan has an allowance for it (`llm_events` is metered too:
+the number of billable events) or an operator override names it. Other limits (set by hand or by PostHog) are never touched, except that
 expired members are swept from the sets read. Removing an "always limit" override on an
 unmetered resource leaves that limit to run out at the period end (or to be lifted by hand).
 """
@@ -46,6 +46,10 @@ LOCK_KEY = "billing:update-quota-limits:lock"
 LOCK_TIMEOUT_SECONDS = 15 * 60
 REDIS_CHUNK = 5_000
 AUDIT_BATCH = 5_000
+
+# Every organization's AI credits are managed here; other resources only where the plan
+# has an allowance for them or an operator override names them.
+ALWAYS_MANAGED = ql.QuotaResource.AI_CREDITS.value
 
 STATE_LIMITED = QuotaLimitChange.State.LIMITED.value
 STATE_SUSPENDED = QuotaLimitChange.State.SUSPENDED.value
@@ -215,8 +219,8 @@ def changes_for_org(
         raise InvalidPlan(f"billing period ends before it starts ({_fmt_period(terms)})")
     changes: list[TokenChange] = []
     for resource in resources:
-        if resource not in METERED_RESOURCES and resource not in terms.overrides:
-            continue  # not metered and no override here: someone else's limit, left alone
+        if resource != ALWAYS_MANAGED and resource not in terms.allowances and resource not in terms.overrides:
+            continue  # this organization's plan says nothing about it: someone else's limit, left alone
         decision = decide_resource(terms, resource, usage.get(resource, 0), current, now_ts)
         for state in (STATE_LIMITED, STATE_SUSPENDED):
             want = decision.until if decision.state == state else None

@@ -406,3 +406,19 @@ def test_an_override_row_with_an_unknown_resource_fails_only_its_organization(ac
     assert "tokens_of_doom" in summary.failures[0].error
     assert not is_team_limited(bad.api_token, AI)  # left as it was: never limited
     assert is_team_limited(good.api_token, AI)
+
+
+def test_llm_events_are_managed_only_where_the_plan_has_an_allowance_for_them(accounts):
+    org_without, org_with = accounts.organization(), accounts.organization()
+    without, with_ = accounts.project(org_without), accounts.project(org_with)
+    make_plan(org_without, ai_credits=1000)
+    make_plan(org_with, ai_credits=1000, llm_events=2)
+    until = int(time.time()) + 7200
+    ql.add_limited_tokens(QuotaResource.LLM_EVENTS, {without.api_token: until})  # set by hand
+    for project in (without, with_):
+        use(project, 1)
+        use(project, 1)
+    run()
+    assert ql.get_limited_until(without.api_token, QuotaResource.LLM_EVENTS) == until
+    assert is_team_limited(with_.api_token, QuotaResource.LLM_EVENTS)
+    assert not is_team_limited(with_.api_token, AI)
