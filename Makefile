@@ -27,6 +27,7 @@ schema: install
 bench: install
 	./scripts/ensure_services.sh
 	$(PY) bench/quota_check.py
+	$(PY) bench/recompute.py
 
 clean:
 	rm -rf $(VENV) .devdata staticfiles
