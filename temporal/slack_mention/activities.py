@@ -43,6 +43,8 @@ from .constants import (
     POST_REPO_PICKER_ACTIVITY,
     POST_THREAD_MESSAGE_ACTIVITY,
     ROUTE_REPOSITORY_ACTIVITY,
+    SLACK_PERMANENT_ERROR,
+    SLACK_RATE_LIMITED_ERROR,
     TASK_NOT_FOUND_ERROR,
 )
 from .types import (
@@ -65,8 +67,6 @@ from .types import (
 
 logger = logging.getLogger(__name__)
 
-SLACK_RATE_LIMITED_ERROR = "SlackRateLimited"
-SLACK_PERMANENT_ERROR = "SlackPermanentError"
 # Slack error codes that retrying cannot fix (the bot's token, scopes or channel access must change).
 PERMANENT_SLACK_ERRORS = frozenset(
     {

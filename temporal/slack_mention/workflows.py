@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         ROUTE_REPOSITORY_ACTIVITY,
         SIGNAL_NO_REPO_NEEDED,
         SIGNAL_REPO_SELECTED,
+        SLACK_PERMANENT_ERROR,
         TASK_NOT_FOUND_ERROR,
         WORKFLOW_TYPE,
     )
@@ -63,7 +64,7 @@ with workflow.unsafe.imports_passed_through():
 # How long the repository picker waits for a button press before giving up.
 PICKER_TIMEOUT = timedelta(minutes=15)
 
-_NOT_RETRYABLE = [INTEGRATION_NOT_FOUND_ERROR, TASK_NOT_FOUND_ERROR]
+_NOT_RETRYABLE = [INTEGRATION_NOT_FOUND_ERROR, TASK_NOT_FOUND_ERROR, SLACK_PERMANENT_ERROR]
 
 # Quota gate: Redis being unreachable raises in the activity and is retried here (the
 # webhook may have failed open; this gate never does). Bounded by schedule-to-close.

@@ -24,11 +24,16 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from products.billing.quota_limiting import QuotaResource, QuotaStateUnavailable, add_limited_tokens
-from products.slack_app.models import SlackThreadTaskMapping
+from products.slack_app.models import Integration, SlackThreadTaskMapping
 from products.tasks.models import Task, TaskFollowUp, TaskRun
 from temporal.client import run_sync
 from temporal.slack_mention import activities
-from temporal.slack_mention.constants import ENFORCE_BILLING_QUOTA_ACTIVITY, SIGNAL_NO_REPO_NEEDED, SIGNAL_REPO_SELECTED
+from temporal.slack_mention.constants import (
+    ENFORCE_BILLING_QUOTA_ACTIVITY,
+    SIGNAL_NO_REPO_NEEDED,
+    SIGNAL_REPO_SELECTED,
+    SLACK_RATE_LIMITED_ERROR,
+)
 from temporal.slack_mention.types import (
     OUTCOME_FOLLOWUP_DENIED,
     OUTCOME_FOLLOWUP_FORWARDED,
@@ -95,8 +100,6 @@ def create_thread_task(temporal, integration, text="fix the login page in acme/w
 def gate_then_credits_run_out(inp: EnforceQuotaInput) -> QuotaGateResult:
     """The real first gate (it passes), then the project's credits run out before the next step."""
     result = activities.enforce_billing_quota_activity(inp)
-    from products.slack_app.models import Integration
-
     limit_project(Integration.objects.get(pk=inp.integration_id).project)
     return result
 
@@ -341,7 +344,7 @@ def test_slack_rate_limit_fails_the_attempt_with_retry_after_as_the_delay(slack_
         activities.create_task_for_repo_activity(_create_input(integration, mention_event("fix it")))
 
     assert raised.value.next_retry_delay == timedelta(seconds=7)
-    assert raised.value.type == activities.SLACK_RATE_LIMITED_ERROR and not raised.value.non_retryable
+    assert raised.value.type == SLACK_RATE_LIMITED_ERROR and not raised.value.non_retryable
     assert not Task.objects.exists()
 
 
@@ -414,3 +417,32 @@ def test_a_redis_blip_delays_the_workflow_but_never_lets_work_through_unchecked(
     assert seen_while_down["attempts"] >= 2 and seen_while_down["slack_calls"] == 0
     assert result.outcome == OUTCOME_TASK_CREATED
     assert posts_in_thread(slack_api, event["ts"]) == [on_it(only_task())]
+
+
+def test_mention_inside_an_untracked_thread_starts_a_task_with_the_thread_as_context(temporal, slack_api, accounts):
+    """A thread not yet tied to a task gets one (keyed on the thread), described with what was said before."""
+    integration = make_integration(accounts, repositories=["acme/web"])
+    parent_ts = "1699999999.000100"
+    event = mention_event("can you fix this?", user="UBOB", thread_ts=parent_ts)
+    slack_api.respond(
+        "conversations.replies",
+        body={
+            "ok": True,
+            "messages": [
+                {"ts": parent_ts, "user": "UALICE", "text": "checkout crashes on empty carts"},
+                {"ts": event["ts"], "user": "UBOB", "text": event["text"]},
+            ],
+        },
+    )
+
+    result = run(temporal, mention_input(integration, event))
+
+    task = only_task()
+    assert result.outcome == OUTCOME_TASK_CREATED and task.title == "can you fix this?"
+    assert "Earlier in the thread:\n<@UALICE>: checkout crashes on empty carts" in task.description
+    assert "<@UBOB>: can you fix this?" not in task.description  # the mention itself is not repeated as context
+    [replies] = slack_api.calls_to("conversations.replies")
+    assert (replies.args["channel"], replies.args["ts"]) == (CHANNEL, parent_ts)
+    assert SlackThreadTaskMapping.objects.get(task=task).thread_ts == parent_ts
+    assert posts_in_thread(slack_api, parent_ts) == [on_it(task)]
+    assert slack_api.calls_to("reactions.add")[0].args["timestamp"] == event["ts"]
