@@ -1,0 +1,98 @@
+"""`python manage.py bootstrap_demo`: a demo organization, project, admin user and a fresh key.
+
+Prints `KEY=VALUE` lines (nothing else on stdout) for scripts such as `make run`:
+
+    ORGANIZATION_ID=1
+    PROJECT_ID=1
+    PROJECT_API_TOKEN=phc_...
+    ADMIN_USERNAME=demo
+    ADMIN_PASSWORD=...
+    PERSONAL_API_KEY=phx_...
+
+Idempotent: a second run reuses the organization, project and user (same ids and token),
+resets the user's password to `--password`, and creates a new personal API key, because
+a key's value cannot be shown again. Everything happens in one transaction.
+
+To add a step (e.g. a Slack integration), add its option in `add_arguments`, a small
+`ensure_*` function, and one call in `Command.bootstrap` that adds its lines to `values`.
+"""
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from products.accounts.models import Organization, OrganizationMembership, PersonalAPIKey, Project
+
+ORGANIZATION_NAME = "Demo Organization"
+PROJECT_NAME = "Demo Project"
+USERNAME = "demo"
+EMAIL = "demo@example.com"
+DEFAULT_PASSWORD = "demo-password-change-me"
+KEY_LABEL = "bootstrap_demo"
+
+
+def ensure_organization(name: str = ORGANIZATION_NAME) -> Organization:
+    organization = Organization.objects.filter(name=name).order_by("id").first()
+    return organization or Organization.objects.create(name=name)
+
+
+def ensure_project(organization: Organization, name: str = PROJECT_NAME) -> Project:
+    project = Project.objects.filter(organization=organization, name=name).order_by("id").first()
+    return project or Project.objects.create(organization=organization, name=name)
+
+
+def ensure_admin_user(organization: Organization, password: str):
+    """Return the demo user: owner of the organization, and staff + superuser for /admin/."""
+    user, _ = get_user_model().objects.get_or_create(username=USERNAME, defaults={"email": EMAIL})
+    user.email = user.email or EMAIL
+    user.is_staff = True
+    user.is_superuser = True
+    user.is_active = True
+    user.set_password(password)
+    user.save()
+    OrganizationMembership.objects.update_or_create(
+        organization=organization, user=user, defaults={"level": OrganizationMembership.Level.OWNER}
+    )
+    return user
+
+
+def create_demo_key(user) -> str:
+    """Create a new all-scopes key for `user` and return its value (it is stored only hashed)."""
+    _, value = PersonalAPIKey.create_key(user=user, label=KEY_LABEL, scopes=["*"])
+    return value
+
+
+class Command(BaseCommand):
+    help = (
+        "Create (or reuse) a demo organization, project and admin user, create a new personal "
+        "API key, and print them as KEY=VALUE lines."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--password",
+            default=DEFAULT_PASSWORD,
+            help=f"Password for the '{USERNAME}' admin user (default: {DEFAULT_PASSWORD}).",
+        )
+
+    def handle(self, *args, **options) -> None:
+        with transaction.atomic():
+            values = self.bootstrap(options)
+        for name, value in values.items():
+            self.stdout.write(f"{name}={value}")
+
+    def bootstrap(self, options: dict) -> dict[str, str]:
+        """Create or reuse everything and return the lines to print, in order."""
+        organization = ensure_organization()
+        project = ensure_project(organization)
+        user = ensure_admin_user(organization, options["password"])
+        values = {
+            "ORGANIZATION_ID": str(organization.pk),
+            "PROJECT_ID": str(project.pk),
+            "PROJECT_API_TOKEN": project.api_token,
+            "ADMIN_USERNAME": user.get_username(),
+            "ADMIN_PASSWORD": options["password"],
+        }
+        values["PERSONAL_API_KEY"] = create_demo_key(user)
+        return values
