@@ -177,6 +177,17 @@ def task_title(text: str) -> str:
     return cleaned[: TITLE_MAX_CHARS - 1].rstrip() + "…"
 
 
+def _react_with_eyes(integration: Integration, *, channel: str, ts: str) -> None:
+    """Acknowledge the mention with 👀; a courtesy, so a refusal (say, no `reactions:write`
+    scope) is logged and the work goes on. A 429 still propagates: retrying is cheap and safe."""
+    try:
+        messages.add_reaction(integration, channel=channel, ts=ts, name="eyes")
+    except SlackApiError as error:
+        if messages.is_rate_limited(error):
+            raise
+        logger.warning("Could not add the eyes reaction in %s: %s", channel, error.response.get("error"))
+
+
 def _thread_context(integration: Integration, inp: CreateTaskInput) -> list[str]:
     """The earlier messages of the thread the mention was made in (best effort; none for a new thread)."""
     if inp.thread_ts == inp.event_ts:
@@ -295,7 +306,7 @@ def create_task_for_repo_activity(inp: CreateTaskInput) -> CreateTaskResult:
     if not already_created and _deny_if_limited(integration, channel=inp.channel, thread_ts=inp.thread_ts, user=inp.user):
         return CreateTaskResult(task_id=None, run_id=None, created=False, denied=True)
 
-    messages.add_reaction(integration, channel=inp.channel, ts=inp.event_ts, name="eyes")
+    _react_with_eyes(integration, channel=inp.channel, ts=inp.event_ts)
     description = task_description(inp, [] if already_created else _thread_context(integration, inp))
     created = create_task(
         project=project,
@@ -360,5 +371,5 @@ def forward_followup_activity(inp: ForwardFollowupInput) -> ForwardFollowupResul
     if mapping is not None and mapping.task_run_id != result.run.pk:
         SlackThreadTaskMapping.objects.filter(pk=mapping.pk).update(task_run=result.run)
     # Acknowledge in Slack after the follow-up is stored (already_reacted is fine on a retry).
-    messages.add_reaction(integration, channel=inp.channel, ts=inp.event_ts, name="eyes")
+    _react_with_eyes(integration, channel=inp.channel, ts=inp.event_ts)
     return ForwardFollowupResult(forwarded=True, resumed=result.resumed, run_id=result.run.pk)

@@ -362,19 +362,33 @@ def test_workflow_waits_out_a_slack_rate_limit_and_finishes(temporal, slack_api,
 
 
 def test_unexpected_failure_apologises_in_the_thread_and_fails_the_workflow(temporal, slack_api, accounts):
-    """A bot installed without a scope it needs cannot be fixed by retrying: say sorry, fail, create nothing."""
+    """A failure retrying cannot fix (the channel vanished under the "On it" post): say sorry, fail, don't retry."""
     integration = make_integration(accounts, repositories=["acme/web"])
-    slack_api.respond("reactions.add", body={"ok": False, "error": "missing_scope"}, times=None)
+    slack_api.respond("chat.postMessage", body={"ok": False, "error": "channel_not_found"}, times=1)
     event = mention_event("fix it")
 
     result = run(temporal, mention_input(integration, event))
 
     assert isinstance(result, WorkflowFailureError)
     assert isinstance(result.cause, ApplicationError) and result.cause.type == "SlackMentionFailed"
-    assert "missing_scope" in str(result.cause)
-    assert posts_in_thread(slack_api, event["ts"]) == [APOLOGY]
-    assert len(slack_api.calls_to("reactions.add")) == 1  # not retried
-    assert not Task.objects.exists()
+    assert "channel_not_found" in str(result.cause)
+    task = Task.objects.get()
+    assert posts_in_thread(slack_api, event["ts"]) == [on_it(task), APOLOGY]  # the failed post, then the apology
+    assert len(slack_api.calls_to("chat.postMessage")) == 2  # not retried
+
+
+def test_a_bot_without_the_reactions_scope_still_gets_its_task(temporal, slack_api, accounts):
+    """The 👀 is a courtesy: a missing `reactions:write` scope must not block the work."""
+    integration = make_integration(accounts, repositories=["acme/web"])
+    slack_api.respond("reactions.add", body={"ok": False, "error": "missing_scope"}, times=None)
+    event = mention_event("fix it")
+
+    result = run(temporal, mention_input(integration, event))
+
+    task = Task.objects.get()
+    assert task.repository == "acme/web"
+    assert posts_in_thread(slack_api, event["ts"]) == [on_it(task)]
+    assert not isinstance(result, WorkflowFailureError)
 
 
 # --- Quota state unavailable ----------------------------------------------------------------------
