@@ -13,7 +13,11 @@ Idempotent: a second run reuses the organization, project and user (same ids and
 resets the user's password to `--password`, and creates a new personal API key, because
 a key's value cannot be shown again. Everything happens in one transaction.
 
-To add a step (e.g. a Slack integration), add its option in `add_arguments`, a small
+With `--slack-team-id T... --slack-bot-token xoxb-... --repo owner/name [--repo ...]` it also
+creates or updates the demo project's Slack integration (the token is stored encrypted and
+never printed), so a real Slack app can be pointed at `make run`.
+
+To add a step, add its option in `add_arguments`, a small
 `ensure_*` function, and one call in `Command.bootstrap` that adds its lines to `values`.
 """
 from __future__ import annotations
@@ -63,6 +67,38 @@ def create_demo_key(user) -> str:
     return value
 
 
+def ensure_slack_integration(project: Project, options: dict) -> dict[str, str]:
+    """Create or update the project's Slack integration from --slack-* / --repo; return lines to print (never the token)."""
+    from django.core.management.base import CommandError
+
+    from products.slack_app.models import Integration
+
+    team_id, token, repos = options.get("slack_team_id"), options.get("slack_bot_token"), options.get("repo") or []
+    if not team_id:
+        if token or repos:
+            raise CommandError("--slack-bot-token and --repo need --slack-team-id")
+        return {}
+    bad = [r for r in repos if r.count("/") != 1 or not all(part.strip() for part in r.split("/"))]
+    if bad:
+        raise CommandError(f"--repo must be owner/name, got: {', '.join(bad)}")
+    integration, _ = Integration.objects.get_or_create(project=project, kind=Integration.Kind.SLACK, integration_id=team_id)
+    config = {"repositories": [], "default_repository": None, "alerts_channel": None, **(integration.config or {})}
+    if repos:
+        config["repositories"] = list(dict.fromkeys(repos))
+        if config.get("default_repository") not in config["repositories"]:
+            config["default_repository"] = None
+    integration.config = config
+    if token:
+        integration.set_bot_token(token)
+    integration.save()
+    return {
+        "SLACK_INTEGRATION_ID": str(integration.pk),
+        "SLACK_TEAM_ID": team_id,
+        "SLACK_REPOSITORIES": ",".join(config["repositories"]),
+        "SLACK_BOT_TOKEN_SET": "yes" if integration.has_bot_token else "no",
+    }
+
+
 class Command(BaseCommand):
     help = (
         "Create (or reuse) a demo organization, project and admin user, create a new personal "
@@ -74,6 +110,12 @@ class Command(BaseCommand):
             "--password",
             default=DEFAULT_PASSWORD,
             help=f"Password for the '{USERNAME}' admin user (default: {DEFAULT_PASSWORD}).",
+        )
+        parser.add_argument("--slack-team-id", help="Create or update the demo project's Slack integration for this workspace (T...).")
+        parser.add_argument("--slack-bot-token", help="The Slack app's bot token (xoxb-...); stored encrypted, never printed.")
+        parser.add_argument(
+            "--repo", action="append", default=[], metavar="OWNER/NAME",
+            help="A repository the Slack bot may work in (repeatable); replaces the integration's list.",
         )
 
     def handle(self, *args, **options) -> None:
@@ -95,4 +137,5 @@ class Command(BaseCommand):
             "ADMIN_PASSWORD": options["password"],
         }
         values["PERSONAL_API_KEY"] = create_demo_key(user)
+        values.update(ensure_slack_integration(project, options))
         return values
