@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
 
 from . import quota_limiting as ql
 from .models import QuotaLimitChange
@@ -137,7 +138,7 @@ class ProjectQuotaAdminMixin:
         try:
             status = ql.get_quota_status(obj.api_token)
         except (ql.QuotaStateUnavailable, redis.RedisError):
-            return format_html("<strong>unavailable</strong> (Redis could not be reached)")
+            return mark_safe("<strong>unavailable</strong> (Redis could not be reached)")
         rows = format_html_join(
             "",
             '<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
