@@ -1,10 +1,14 @@
 """Admin for Slack integrations: the bot token can be set or replaced, never read back."""
 from __future__ import annotations
 
+import re
+
 from django import forms
 from django.contrib import admin
 
 from .models import Integration, SlackThreadTaskMapping
+
+REPOSITORY_RE = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 
 
 class IntegrationAdminForm(forms.ModelForm):
@@ -18,6 +22,22 @@ class IntegrationAdminForm(forms.ModelForm):
     class Meta:
         model = Integration
         fields = ("project", "kind", "integration_id", "config")
+
+    def clean_config(self) -> dict:
+        """Refuse a config the bot could not route with (clear message, nothing saved)."""
+        config = self.cleaned_data.get("config") or {}
+        if not isinstance(config, dict):
+            raise forms.ValidationError('Config must be a JSON object like {"repositories": ["owner/name"]}.')
+        repositories = config.get("repositories") or []
+        if not isinstance(repositories, list) or not all(isinstance(r, str) and REPOSITORY_RE.fullmatch(r) for r in repositories):
+            raise forms.ValidationError('"repositories" must be a list of "owner/name" strings.')
+        default = config.get("default_repository")
+        if default is not None and default not in repositories:
+            raise forms.ValidationError('"default_repository" must be one of "repositories" (or null).')
+        channel = config.get("alerts_channel")
+        if channel is not None and not isinstance(channel, str):
+            raise forms.ValidationError('"alerts_channel" must be a channel id string (or null).')
+        return {**config, "repositories": repositories, "default_repository": default, "alerts_channel": channel}
 
     def save(self, commit: bool = True) -> Integration:
         integration = super().save(commit=False)

@@ -5,6 +5,10 @@ through `temporal.client`, then replaces the picker with what was chosen so nobo
 clicks again. A workflow that is gone (picker timed out, already answered, never
 existed) gets a polite ephemeral note to the clicker, never an error page: Slack shows
 users a warning for any non-200 answer to a click, and does not redeliver clicks.
+
+Two people clicking different buttons at once both reach the workflow; it acts on the
+first signal it sees, and the picker shows the last click's text. Rare, and the
+"On it" reply in the thread names the repository actually used.
 """
 from __future__ import annotations
 
@@ -90,10 +94,10 @@ def handle_payload(payload: dict[str, Any]) -> InteractionResult:
     try:
         if click.action_id == messages.ACTION_REPO_SELECTED:
             signal_repo_selected(click.workflow_id, click.repository or "")
-            chosen = messages.REPO_CHOSEN_TEXT.format(repository=click.repository)
+            chosen = messages.REPO_CHOSEN_TEXT.format(user=click.user, repository=click.repository)
         else:
             signal_no_repo_needed(click.workflow_id)
-            chosen = messages.NO_REPO_CHOSEN_TEXT
+            chosen = messages.NO_REPO_CHOSEN_TEXT.format(user=click.user)
     except WorkflowGone:
         logger.info("picker click for closed or unknown workflow %s", click.workflow_id)
         _ephemeral(integration, click, messages.WORKFLOW_GONE_TEXT)

@@ -25,8 +25,8 @@ APOLOGY_TEXT = "Sorry, something went wrong while starting this task. Please try
 PICKER_PROMPT_TEXT = "Which repository should I work in?"
 PICKER_TIMEOUT_TEXT = "I didn't hear back about which repository to use, so I've stopped. Mention me again to start over."
 NO_REPOSITORY_LABEL = "No repository"
-REPO_CHOSEN_TEXT = "Working in *{repository}*."
-NO_REPO_CHOSEN_TEXT = "Working without a repository."
+REPO_CHOSEN_TEXT = "<@{user}> picked *{repository}*."
+NO_REPO_CHOSEN_TEXT = "<@{user}> picked no repository."
 WORKFLOW_GONE_TEXT = "This request has expired or was already answered. Mention me again to start a new task."
 TEMPORARILY_UNAVAILABLE_TEXT = "I couldn't pass that on just now. Please try again in a moment."
 

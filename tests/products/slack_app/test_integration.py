@@ -141,6 +141,25 @@ def test_admin_sets_a_new_token_and_blank_keeps_the_old_one(admin_client, integr
     assert "xoxb-rotated-token" not in admin_client.get(url).content.decode()
 
 
+@pytest.mark.parametrize(
+    "config,error",
+    [
+        ('["acme/web"]', "JSON object"),
+        ('{"repositories": ["acme"]}', "owner/name"),
+        ('{"repositories": "acme/web"}', "owner/name"),
+        ('{"repositories": ["acme/web"], "default_repository": "acme/api"}', "default_repository"),
+    ],
+)
+def test_admin_refuses_a_config_the_bot_cannot_route_with(admin_client, integration, config, error):
+    url = f"/admin/slack_app/integration/{integration.pk}/change/"
+    form = {"project": integration.project_id, "kind": "slack", "integration_id": TEAM_ID, "config": config, "bot_token": ""}
+    response = admin_client.post(url, form)
+    assert response.status_code == 200  # the form again, with the error
+    assert error in response.content.decode()
+    integration.refresh_from_db()
+    assert integration.repositories == ["acme/web", "acme/api"]
+
+
 def test_admin_pages_for_mappings_and_tasks_render(admin_client):
     for url in (
         "/admin/slack_app/slackthreadtaskmapping/",

@@ -68,7 +68,7 @@ def test_repository_click_signals_repo_selected_and_updates_the_picker(client, w
     [update] = slack_api.calls_to("chat.update")
     assert update.args["channel"] == "C123"
     assert update.args["ts"] == "1700000009.000200"
-    assert "acme/api" in update.args["text"]
+    assert update.args["text"] == "<@U111> picked *acme/api*."
     assert "blocks" in update.args and "button" not in json.dumps(update.args["blocks"])  # buttons gone
 
 
@@ -77,7 +77,7 @@ def test_no_repository_click_signals_no_repo_needed(client, waiting_workflow, sl
     assert response.status_code == 200
     assert signals_received(waiting_workflow) == [("no_repo_needed", [])]
     [update] = slack_api.calls_to("chat.update")
-    assert update.args["text"] == "Working without a repository."
+    assert update.args["text"] == "<@U111> picked no repository."
 
 
 def test_click_for_an_unknown_workflow_gets_a_polite_note_not_a_500(client, integration, temporal, slack_api):
