@@ -24,6 +24,8 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+# Re-exported for the web side (products/ imports only this module from temporal/):
+# SlackMentionWorkflowInput, mention_workflow_id.
 from temporal.slack_mention.constants import (
     SIGNAL_NO_REPO_NEEDED,
     SIGNAL_REPO_SELECTED,

@@ -34,9 +34,8 @@ from slack_sdk.errors import SlackApiError
 
 from posthog_app.redis_client import get_client as get_redis
 from products.billing.quota_limiting import QuotaResource, QuotaStateUnavailable, is_team_limited
-from temporal.client import TemporalUnavailable, start_mention_workflow
-from temporal.slack_mention.constants import mention_workflow_id
-from temporal.slack_mention.types import SlackMentionWorkflowInput
+# temporal.client is the only temporal/ module products/ may import (it re-exports the names used here).
+from temporal.client import SlackMentionWorkflowInput, TemporalUnavailable, mention_workflow_id, start_mention_workflow
 
 from . import messages
 from .errors import MalformedRequest, TryAgainLater

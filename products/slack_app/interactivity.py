@@ -21,8 +21,13 @@ from urllib.parse import parse_qs
 
 from slack_sdk.errors import SlackApiError
 
-from temporal.client import TemporalUnavailable, WorkflowGone, signal_no_repo_needed, signal_repo_selected
-from temporal.slack_mention.constants import mention_workflow_id
+from temporal.client import (
+    TemporalUnavailable,
+    WorkflowGone,
+    mention_workflow_id,
+    signal_no_repo_needed,
+    signal_repo_selected,
+)
 
 from . import messages
 from .errors import MalformedRequest
