@@ -23,6 +23,7 @@ import hmac
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -418,6 +419,7 @@ def main() -> int:
             stub.close()
         except Exception:
             pass
+        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
