@@ -28,6 +28,7 @@ bench: install
 	./scripts/ensure_services.sh
 	$(PY) bench/quota_check.py
 	$(PY) bench/recompute.py
+	$(PY) bench/slack_webhook.py
 
 clean:
 	rm -rf $(VENV) .devdata staticfiles
