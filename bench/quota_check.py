@@ -44,6 +44,8 @@ from posthog_app.redis_client import get_client  # noqa: E402
 from products.billing import quota_limiting as ql  # noqa: E402
 from products.billing.api import QuotaLimitsView  # noqa: E402
 
+from bench.support import RoundTripCounter, ensure_postgres_database  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 TTL_SECONDS = 30
 
@@ -107,30 +109,6 @@ def commands_delta(client, before: dict) -> int:
     return total
 
 
-class RoundTripCounter:
-    """Counts writes to Redis sockets: a pipeline's commands go out in one write, one round trip."""
-
-    def __init__(self) -> None:
-        import redis.connection
-
-        self.count = 0
-        self._cls = redis.connection.AbstractConnection
-        self._original = self._cls.send_packed_command
-
-    def __enter__(self) -> "RoundTripCounter":
-        counter, original = self, self._original
-
-        def counting(conn, command, check_health=True):
-            counter.count += 1
-            return original(conn, command, check_health)
-
-        self._cls.send_packed_command = counting
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._cls.send_packed_command = self._original
-
-
 def timed(fn, n: int) -> list[float]:
     samples = []
     for _ in range(n):
@@ -145,13 +123,8 @@ def us(seconds: float) -> float:
 
 
 def ensure_database() -> None:
-    import psycopg
-
-    name = connection.settings_dict["NAME"]
     if connection.vendor == "postgresql":
-        with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-                conn.execute(f'CREATE DATABASE "{name}"')
+        ensure_postgres_database(os.environ["DATABASE_URL"])
     call_command("migrate", verbosity=0)
 
 

@@ -63,6 +63,8 @@ from products.billing.models import (  # noqa: E402
 from products.billing.plans import period_containing  # noqa: E402
 from products.billing.recompute import update_all_orgs_billing_quotas  # noqa: E402
 
+from bench.support import RoundTripCounter, ensure_postgres_database  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 ALLOWANCE = 10_000
 
@@ -77,30 +79,6 @@ class QueryCounter:
     def __call__(self, execute, sql, params, many, context):
         self.count += 1
         return execute(sql, params, many, context)
-
-
-class RoundTripCounter:
-    """Counts writes to Redis sockets: a pipeline's commands go out in one write, one round trip."""
-
-    def __init__(self) -> None:
-        import redis.connection
-
-        self.count = 0
-        self._cls = redis.connection.AbstractConnection
-        self._original = self._cls.send_packed_command
-
-    def __enter__(self) -> "RoundTripCounter":
-        counter, original = self, self._original
-
-        def counting(conn, command, check_health=True):
-            counter.count += 1
-            return original(conn, command, check_health)
-
-        self._cls.send_packed_command = counting
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._cls.send_packed_command = self._original
 
 
 def redis_commands(client) -> int:
@@ -137,12 +115,7 @@ def measure(label: str) -> dict:
 
 
 def ensure_database() -> None:
-    import psycopg
-
-    name = connection.settings_dict["NAME"]
-    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
+    ensure_postgres_database(os.environ["DATABASE_URL"])
     call_command("migrate", verbosity=0)
 
 

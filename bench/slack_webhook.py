@@ -42,6 +42,8 @@ VENV_BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
+from bench.support import ensure_postgres_database  # noqa: E402
+
 SIGNING_SECRET = "bench-signing-secret"
 TEAM_ID = "TBENCH"
 BOT_TOKEN = "xoxb-bench-token"
@@ -97,16 +99,6 @@ def stop(proc: subprocess.Popen | None, name: str) -> None:
 
 
 # --- Services ---------------------------------------------------------------------------------
-
-
-def ensure_database() -> None:
-    import psycopg
-
-    name = DATABASE_URL.rsplit("/", 1)[1]
-    admin_url = DATABASE_URL.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def start_temporal(tmpdir: str, db_file: bool) -> tuple[subprocess.Popen, str]:
@@ -336,7 +328,7 @@ def main() -> int:
         stub = SlackStub()  # loopback Slack for Bolt's one auth.test (and anything ours might call)
         stub.respond("auth.test", body={"ok": True, "user_id": "UBOT", "bot_id": "BBOT", "team_id": TEAM_ID, "team": "bench"}, times=None)
         os.environ["SLACK_API_BASE_URL"] = stub.base_url
-        ensure_database()
+        ensure_postgres_database(DATABASE_URL)
         django.setup()
         if external_temporal:
             address = os.environ["TEMPORAL_ADDRESS"]

@@ -1,0 +1,36 @@
+"""Helpers every benchmark shares: a database of its own, and counting Redis round trips."""
+from __future__ import annotations
+
+import psycopg
+
+
+def ensure_postgres_database(database_url: str) -> None:
+    """Create the benchmark's PostgreSQL database named in `database_url` if it does not exist."""
+    base, _, name = database_url.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+class RoundTripCounter:
+    """Counts writes to Redis sockets: a pipeline's commands go out in one write, one round trip."""
+
+    def __init__(self) -> None:
+        import redis.connection
+
+        self.count = 0
+        self._cls = redis.connection.AbstractConnection
+        self._original = self._cls.send_packed_command
+
+    def __enter__(self) -> "RoundTripCounter":
+        counter, original = self, self._original
+
+        def counting(conn, command, check_health=True):
+            counter.count += 1
+            return original(conn, command, check_health)
+
+        self._cls.send_packed_command = counting
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._cls.send_packed_command = self._original
