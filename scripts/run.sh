@@ -46,7 +46,15 @@ celery: $ROOT/.venv/bin/celery -A posthog_app worker -B --concurrency 1 --loglev
 PROCS
 
 "$PY" manage.py migrate --noinput >/dev/null
-DEMO=$("$PY" manage.py bootstrap_demo)
+# Point a real Slack app at this: SLACK_TEAM_ID=T... SLACK_BOT_TOKEN=xoxb-... SLACK_REPOS="acme/web acme/api"
+# (and SLACK_SIGNING_SECRET) in the environment of `make run`.
+BOOTSTRAP_ARGS=()
+if [ -n "${SLACK_TEAM_ID:-}" ]; then
+  BOOTSTRAP_ARGS+=(--slack-team-id "$SLACK_TEAM_ID")
+  [ -n "${SLACK_BOT_TOKEN:-}" ] && BOOTSTRAP_ARGS+=(--slack-bot-token "$SLACK_BOT_TOKEN")
+  for repo in ${SLACK_REPOS:-}; do BOOTSTRAP_ARGS+=(--repo "$repo"); done
+fi
+DEMO=$("$PY" manage.py bootstrap_demo "${BOOTSTRAP_ARGS[@]}")
 PROJECT_ID=$(sed -n 's/^PROJECT_ID=//p' <<<"$DEMO")
 PERSONAL_API_KEY=$(sed -n 's/^PERSONAL_API_KEY=//p' <<<"$DEMO")
 ADMIN_USERNAME=$(sed -n 's/^ADMIN_USERNAME=//p' <<<"$DEMO")
