@@ -173,6 +173,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "TaskRunStatusEnum": "products.tasks.models.TaskRun.Status",
+    },
 }
 
 LOGGING = {

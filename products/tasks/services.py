@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 
 from products.accounts.models import Project
 
@@ -110,3 +112,119 @@ def add_followup(
         existing = TaskFollowUp.objects.select_related("run").get(idempotency_key=idempotency_key)
         return FollowUpResult(run=existing.run, followup=existing, resumed=existing.run.resume_from_id is not None, created=False)
     return FollowUpResult(run=run, followup=followup, resumed=resumed, created=True)
+
+
+# --- Run status: reported by task runners ------------------------------------------
+
+
+class RunStatusError(Exception):
+    """Base of the refusals of `update_run_status`; `code` is what API callers branch on."""
+
+    code = "run_status_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownRunStatus(RunStatusError):
+    """The requested status is not one a runner may report (bad input)."""
+
+    code = "invalid_status"
+
+
+class RunAlreadyFinished(RunStatusError):
+    """The run is completed, failed or cancelled; finished runs are never reopened."""
+
+    code = "run_finished"
+
+
+class TransitionNotAllowed(RunStatusError):
+    """The run's current status cannot move to the requested one (e.g. queued -> completed)."""
+
+    code = "transition_not_allowed"
+
+
+# Which statuses a runner may move a run to, from each non-terminal status. A finished
+# run is never reopened: new work on it is a new run that `resume_from`s it.
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    TaskRun.Status.QUEUED: frozenset({TaskRun.Status.IN_PROGRESS, TaskRun.Status.CANCELLED, TaskRun.Status.FAILED}),
+    TaskRun.Status.IN_PROGRESS: frozenset(
+        {TaskRun.Status.COMPLETED, TaskRun.Status.FAILED, TaskRun.Status.CANCELLED}
+    ),
+}
+REPORTABLE_STATUSES: tuple[str, ...] = tuple(
+    s.value for s in TaskRun.Status if any(s in targets for targets in ALLOWED_TRANSITIONS.values())
+)
+
+
+def update_run_status(run: TaskRun, status: str) -> TaskRun:
+    """Move `run` to `status` if the transition is allowed, and return the updated run.
+
+    The run is re-read under a row lock, so of two runners racing to start the same
+    queued run exactly one succeeds; the other gets `TransitionNotAllowed`.
+    Raises `UnknownRunStatus`, `RunAlreadyFinished` or `TransitionNotAllowed`; nothing
+    is written when it raises.
+    """
+    if status not in REPORTABLE_STATUSES:
+        raise UnknownRunStatus(
+            f"Unknown status {status!r}; a runner may report one of: {', '.join(REPORTABLE_STATUSES)}."
+        )
+    with transaction.atomic():
+        locked = TaskRun.objects.select_for_update().get(pk=run.pk)
+        if locked.is_terminal:
+            raise RunAlreadyFinished(
+                f"Run {locked.pk} is already {locked.status} and cannot change; "
+                "a follow-up starts a new run that resumes it."
+            )
+        if status not in ALLOWED_TRANSITIONS[locked.status]:
+            allowed = ", ".join(sorted(ALLOWED_TRANSITIONS[locked.status]))
+            raise TransitionNotAllowed(
+                f"Run {locked.pk} is {locked.status} and cannot move to {status}; allowed: {allowed}."
+            )
+        locked.status = status
+        locked.save(update_fields=["status", "updated_at"])
+    return locked
+
+
+# --- Reading: the task page and the REST API ----------------------------------------
+
+
+def task_page_url(task_id: int) -> str:
+    """Absolute link to the task's page (the one posted to Slack)."""
+    return f"{settings.SITE_URL}/tasks/{task_id}/"
+
+
+def project_tasks(project: Project, status: str | None = None) -> QuerySet[Task]:
+    """The project's tasks, newest first, each annotated with `latest_run_id`.
+
+    `status` keeps only tasks whose latest run has that status; callers validate it
+    against `TaskRun.Status` first.
+    """
+    latest = TaskRun.objects.filter(task=OuterRef("pk")).order_by("-created_at", "-id")
+    qs = Task.objects.filter(project=project).annotate(
+        latest_run_id=Subquery(latest.values("id")[:1]),
+        latest_run_status=Subquery(latest.values("status")[:1]),
+    )
+    if status is not None:
+        qs = qs.filter(latest_run_status=status)
+    return qs.order_by("-created_at", "-id")
+
+
+def attach_latest_runs(tasks: list[Task]) -> list[Task]:
+    """Set `task.latest_run` on each task of `project_tasks` with one query for all of them."""
+    runs = TaskRun.objects.in_bulk([t.latest_run_id for t in tasks if t.latest_run_id is not None])
+    for task in tasks:
+        task.latest_run = runs.get(task.latest_run_id)
+    return tasks
+
+
+def task_with_history(tasks: QuerySet[Task], task_id: int) -> Task | None:
+    """The task `task_id` from `tasks` with its runs (oldest first) and their follow-ups prefetched, or None."""
+    runs = TaskRun.objects.order_by("created_at", "id").prefetch_related("followups")
+    return (
+        tasks.select_related("project", "project__organization")
+        .prefetch_related(Prefetch("runs", queryset=runs, to_attr="history"))
+        .filter(pk=task_id)
+        .first()
+    )

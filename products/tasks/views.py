@@ -1,0 +1,30 @@
+"""`GET /tasks/<id>/`: the page the Slack "On it! Follow along at ..." link opens."""
+from __future__ import annotations
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_safe
+
+from products.accounts.access import visible_projects
+
+from . import services
+from .models import Task
+
+# Where people sign in; passed here rather than set globally as settings.LOGIN_URL.
+LOGIN_URL = "/admin/login/"
+
+
+@require_safe
+def task_page(request: HttpRequest, task_id: int) -> HttpResponse:
+    """Show a task's runs and follow-ups to members of its project's organization.
+
+    Anyone else signed in gets the same 404 as for a missing task, so the page never
+    reveals which tasks exist.
+    """
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path(), login_url=LOGIN_URL)
+    task = services.task_with_history(Task.objects.filter(project__in=visible_projects(request.user)), task_id)
+    if task is None:
+        raise Http404("Task not found.")
+    return render(request, "tasks/task_page.html", {"task": task, "runs": task.history})
