@@ -195,5 +195,5 @@ class TaskRunStatusView(ProjectScopedAPIView):
 
 def _first_error(errors: dict) -> str:
     field, messages = next(iter(errors.items()))
-    message = messages[0] if isinstance(messages, list) and messages else str(messages)
+    message = str(messages[0] if isinstance(messages, list) and messages else messages)  # drop ErrorDetail's own code
     return message if field == "non_field_errors" else f"{field}: {message}"

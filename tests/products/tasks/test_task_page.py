@@ -1,0 +1,102 @@
+"""GET /tasks/<id>/: the Slack "Follow along" link shows the task to its organization's members, and to no one else."""
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from products.tasks.models import TaskRun
+from products.tasks.services import add_followup, create_task, update_run_status
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def setup(accounts):
+    org = accounts.organization(name="Acme")
+    project = accounts.project(org, name="Web app")
+    member = accounts.user(org)
+    task = create_task(
+        project=project, title="Fix the flaky login test", description="It fails on CI\nabout once a day.",
+        repository="acme/web", origin_product="slack", idempotency_key=None,
+    ).task
+    return project, member, task
+
+
+def page(task_id) -> str:
+    return f"/tasks/{task_id}/"
+
+
+def logged_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_member_sees_the_task_its_runs_and_follow_ups(setup):
+    project, member, task = setup
+    first_run = task.runs.get()
+    add_followup(task=task, text="Also check the signup test", author_slack_user_id="U1", author_name="Ada",
+                 idempotency_key=None)
+    update_run_status(first_run, TaskRun.Status.IN_PROGRESS)
+    update_run_status(first_run, TaskRun.Status.COMPLETED)
+    resumed = add_followup(task=task, text="Now the <b>logout</b> test too", author_slack_user_id="U2",
+                           author_name="", idempotency_key=None).run
+
+    response = logged_in(member).get(page(task.pk))
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+    html = response.content.decode()
+    for expected in ["Fix the flaky login test", "acme/web", "Web app", "Acme", "slack", "It fails on CI",
+                     task.created_at.strftime("%Y-%m-%d"), f"Run #{first_run.pk}", "completed",
+                     f"Run #{resumed.pk}", "queued", f"resumes <a href=\"#run-{first_run.pk}\">run #{first_run.pk}</a>",
+                     "Also check the signup test", "Ada", "U2"]:
+        assert expected in html, expected
+    # Follow-ups are shown under the run they were appended to, oldest run first.
+    assert html.index(f"Run #{first_run.pk}") < html.index("Also check the signup test") < html.index(f"Run #{resumed.pk}")
+    assert html.index(f"Run #{resumed.pk}") < html.index("logout")
+    # Slack text is escaped, never rendered as markup.
+    assert "Now the &lt;b&gt;logout&lt;/b&gt; test too" in html and "<b>logout</b>" not in html
+
+
+def test_anonymous_visitor_is_sent_to_log_in_and_back(setup):
+    _, _, task = setup
+    response = Client().get(page(task.pk))
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/login/?next=/tasks/{task.pk}/"
+
+
+def test_anonymous_visitor_of_a_missing_task_is_also_sent_to_log_in(setup):
+    # Before logging in, nothing distinguishes a real task from a missing one.
+    response = Client().get(page(999999))
+    assert response.status_code == 302 and response["Location"] == "/admin/login/?next=/tasks/999999/"
+
+
+def test_non_member_gets_the_same_404_as_for_a_missing_task(setup, accounts):
+    _, _, task = setup
+    outsider = accounts.user(accounts.organization())
+    client = logged_in(outsider)
+    foreign = client.get(page(task.pk))
+    missing = client.get(page(999999))
+    assert foreign.status_code == missing.status_code == 404
+    assert "Fix the flaky login test" not in foreign.content.decode()
+
+
+def test_user_without_any_organization_gets_404(setup, accounts):
+    _, _, task = setup
+    assert logged_in(accounts.user()).get(page(task.pk)).status_code == 404
+
+
+def test_member_of_another_project_in_the_same_organization_sees_it(setup, accounts):
+    # Membership is per organization: every project of the organization is visible.
+    project, _, task = setup
+    colleague = accounts.user(project.organization)
+    assert logged_in(colleague).get(page(task.pk)).status_code == 200
+
+
+def test_head_is_allowed_and_writes_are_not(setup):
+    _, member, task = setup
+    client = logged_in(member)
+    assert client.head(page(task.pk)).status_code == 200
+    for method in ("post", "put", "patch", "delete"):
+        assert getattr(client, method)(page(task.pk)).status_code == 405, method
