@@ -10,6 +10,7 @@ become HTTP errors in `_as_api_error`, the one place that maps them.
 from __future__ import annotations
 
 from django.http import Http404
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions
@@ -71,8 +72,37 @@ def _as_api_error(exc: services.RunStatusError) -> TaskAPIError:
 
 
 class TaskPagination(LimitOffsetPagination):
+    """`limit` (1 or more, capped at 100) and `offset` (0 or more); anything else is a 400, not silently ignored."""
+
     default_limit = 20
     max_limit = 100
+
+    def get_limit(self, request: Request) -> int:
+        raw = request.query_params.get(self.limit_query_param)
+        if raw is None:
+            return self.default_limit
+        return min(_whole_number(raw, self.limit_query_param, minimum=1), self.max_limit)
+
+    def get_offset(self, request: Request) -> int:
+        raw = request.query_params.get(self.offset_query_param)
+        return 0 if raw is None else _whole_number(raw, self.offset_query_param, minimum=0)
+
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.limit_query_param:
+                parameter["schema"]["minimum"] = 1
+                parameter["description"] = f"Tasks per page: default {self.default_limit}, larger values are capped at {self.max_limit}."
+            elif parameter["name"] == self.offset_query_param:
+                parameter["schema"]["minimum"] = 0
+                parameter["description"] = "How many tasks to skip."
+        return parameters
+
+
+def _whole_number(raw: str, name: str, minimum: int) -> int:
+    if not raw.isascii() or not raw.isdigit() or int(raw) < minimum:
+        raise TaskAPIError(400, f"`{name}` must be a whole number of at least {minimum}, not {raw!r}.", "invalid_pagination")
+    return int(raw)
 
 
 class TaskListView(ProjectScopedAPIView, ListAPIView):
@@ -112,7 +142,7 @@ class TaskListView(ProjectScopedAPIView, ListAPIView):
         ],
         responses={
             200: TaskListItemSerializer(many=True),  # wrapped in the pagination envelope
-            400: OpenApiResponse(TaskErrorSerializer, description="Unknown `status` filter."),
+            400: OpenApiResponse(TaskErrorSerializer, description="Unknown `status` filter, or a bad `limit` or `offset`."),
             403: OpenApiResponse(description="The key lacks scope `task:read`."),
             **_AUTH_RESPONSES,
         },
@@ -149,9 +179,18 @@ class TaskDetailView(ProjectScopedAPIView):
         return Response(TaskDetailSerializer(task).data)
 
 
+class _RequiredBodySchema(AutoSchema):
+    """drf-spectacular marks every PATCH body optional; this one must carry `status`."""
+
+    def _get_request_for_media_type(self, serializer, direction="request"):
+        schema, _ = super()._get_request_for_media_type(serializer, direction)
+        return schema, True
+
+
 class TaskRunStatusView(ProjectScopedAPIView):
     """A runner reports a run's progress."""
 
+    schema = _RequiredBodySchema()
     required_scopes = ["task:write"]
     http_method_names = ["patch", "options"]
     parser_classes = [JSONParser]

@@ -6,9 +6,14 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+import schemathesis
+from django.core import signals
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
+from hypothesis import HealthCheck, settings as hypothesis_settings
 from rest_framework.test import APIClient
+
+from posthog_app.wsgi import application
 
 from products.tasks.models import Task, TaskRun
 from products.tasks.services import add_followup, create_task
@@ -252,6 +257,22 @@ def test_unknown_status_filter_is_400_with_a_reason(setup, status):
     assert "in_progress" in body["detail"] and repr(status) in body["detail"]
 
 
+@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": -1}, {"limit": "ten"}, {"limit": ""}, {"limit": "2.5"},
+                                    {"offset": -1}, {"offset": "1e3"}, {"offset": "null"}])
+def test_bad_limit_or_offset_is_400_not_silently_ignored(setup, params):
+    project, _, value, _ = setup
+    response = APIClient().get(list_url(project.id), params, **bearer(value))
+    assert response.status_code == 400
+    name = next(iter(params))
+    assert response.json()["code"] == "invalid_pagination" and f"`{name}`" in response.json()["detail"]
+
+
+def test_offset_past_the_end_is_an_empty_page(setup):
+    project, _, value, _ = setup
+    body = APIClient().get(list_url(project.id), {"offset": 10**30}, **bearer(value)).json()
+    assert body["count"] == 1 and body["results"] == [] and body["next"] is None
+
+
 # --- Detail ---------------------------------------------------------------------------
 
 
@@ -423,3 +444,39 @@ def test_two_runners_starting_one_queued_run_exactly_one_wins(accounts):
         t.join(timeout=30)
     assert sorted(codes) == [200, 409]
     assert TaskRun.objects.get(pk=run.pk).status == Status.IN_PROGRESS
+
+
+# --- The schema tells the truth --------------------------------------------------------
+
+api_schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
+
+
+@pytest.fixture
+def fuzz_caller(accounts, db):
+    """A caller with one task in its project, so fuzzing reaches the 200 and 409 answers, not only 404s."""
+    signals.request_started.disconnect(close_old_connections)  # keep the test transaction across WSGI calls
+    signals.request_finished.disconnect(close_old_connections)
+    org = accounts.organization()
+    project = accounts.project(org)
+    _, value = accounts.key(accounts.user(org), scopes=["task:write"])
+    task = make_task(project)
+    add_followup(task=task, text="more", author_slack_user_id="U1", author_name="Ada", idempotency_key=None)
+    yield project, task, task.runs.get(), value
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+@api_schema.parametrize()
+@hypothesis_settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+def test_task_endpoints_match_their_schema_on_real_tasks(case, fuzz_caller):
+    if "/tasks/" not in case.operation.path:
+        return  # tests/test_api_schema.py fuzzes the other endpoints (this schemathesis's `include` filters nothing)
+    project, task, run, value = fuzz_caller
+    params = case.path_parameters or {}
+    # Point well-formed ids (mostly) at the caller's own task and run; malformed ones stay as
+    # generated, so requests schemathesis built to be invalid stay invalid.
+    if all(isinstance(v, int) for v in params.values()) and params.get("project_id", 0) % 4 != 0:
+        params.update(project_id=project.id, task_id=task.id)
+        if "run_id" in params:
+            params["run_id"] = run.id
+    case.call_and_validate(headers={"Authorization": f"Bearer {value}"})
