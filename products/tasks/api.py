@@ -114,12 +114,13 @@ class TaskListView(ProjectScopedAPIView, ListAPIView):
     pagination_class = TaskPagination
 
     def get_queryset(self):
+        project = self.get_project()  # 404 before any 400: a bad filter says nothing about a hidden project
         status = self.request.query_params.get("status")
         if status is not None and status not in _STATUSES:
             raise TaskAPIError(
                 400, f"Unknown status {status!r}; filter by one of: {', '.join(_STATUSES)}.", "invalid_status_filter"
             )
-        return services.project_tasks(self.get_project(), status=status)
+        return services.project_tasks(project, status=status)
 
     def paginate_queryset(self, queryset):
         page = super().paginate_queryset(queryset)

@@ -1,6 +1,7 @@
-"""Creating tasks and appending follow-ups; the only module other products call to change tasks.
+"""Creating tasks, appending follow-ups and moving runs through their statuses; the only
+module other products call to change tasks (it also holds the reads the page and API share).
 
-Both writers are idempotent on a caller-supplied key, because their callers
+`create_task` and `add_followup` are idempotent on a caller-supplied key, because their callers
 (Temporal activities) can be retried or replayed: the unique constraint on
 `idempotency_key` decides the race, and the loser reads the winner's row.
 """

@@ -134,6 +134,14 @@ def test_project_of_another_organization_is_404_like_a_missing_one(setup, accoun
     assert foreign_task.runs.get().status == Status.QUEUED
 
 
+def test_hidden_project_is_404_even_with_a_bad_filter_or_body(setup, accounts):
+    _, _, value, _ = setup
+    other = accounts.project()
+    task = make_task(other)
+    assert APIClient().get(list_url(other.id), {"status": "bogus", "limit": 0}, **bearer(value)).status_code == 404
+    assert patch(run_url(other.id, task.id, task.runs.get().id), {"status": "bogus"}, value).status_code == 404
+
+
 def test_key_scoped_to_another_project_is_404(setup, accounts):
     project, user, _, task = setup
     sibling = accounts.project(project.organization)

@@ -100,3 +100,15 @@ def test_head_is_allowed_and_writes_are_not(setup):
     assert client.head(page(task.pk)).status_code == 200
     for method in ("post", "put", "patch", "delete"):
         assert getattr(client, method)(page(task.pk)).status_code == 405, method
+
+
+def test_the_link_posted_to_slack_opens_this_page(setup):
+    # The Slack reply and the API's `url` must point at the page that exists.
+    from products.slack_app.messages import on_it_text
+    from products.tasks.services import task_page_url
+
+    _, member, task = setup
+    link = on_it_text(task.pk).rsplit(" ", 1)[-1]
+    assert link == task_page_url(task.pk) == f"http://testserver/tasks/{task.pk}/"
+    response = logged_in(member).get(link.removeprefix("http://testserver"))
+    assert response.status_code == 200 and "Fix the flaky login test" in response.content.decode()
