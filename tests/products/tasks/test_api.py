@@ -9,6 +9,7 @@ import pytest
 import schemathesis
 from django.core import signals
 from django.db import close_old_connections, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from hypothesis import HealthCheck, settings as hypothesis_settings
 from rest_framework.test import APIClient
@@ -263,6 +264,26 @@ def test_unknown_status_filter_is_400_with_a_reason(setup, status):
     body = response.json()
     assert body["code"] == "invalid_status_filter"
     assert "in_progress" in body["detail"] and repr(status) in body["detail"]
+
+
+def test_list_and_detail_queries_do_not_grow_with_tasks_runs_or_follow_ups(setup):
+    project, _, value, task = setup
+    client = APIClient()
+
+    def queries(path) -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get(path, **bearer(value)).status_code == 200
+        return len(ctx.captured_queries)
+
+    queries(list_url(project.id))  # the first call also records the key's use
+    few_list, few_detail = queries(list_url(project.id)), queries(detail_url(project.id, task.id))
+    for i in range(10):
+        make_task(project, title=f"More {i}")
+        set_status(task.runs.order_by("-id").first(), Status.COMPLETED)
+        add_followup(task=task, text=f"again {i}", author_slack_user_id="U1", author_name="Ada", idempotency_key=None)
+    assert queries(list_url(project.id)) == few_list
+    assert queries(detail_url(project.id, task.id)) == few_detail
+    assert len(client.get(detail_url(project.id, task.id), **bearer(value)).json()["runs"]) == 11
 
 
 @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": -1}, {"limit": "ten"}, {"limit": ""}, {"limit": "2.5"},
