@@ -13,6 +13,8 @@ from typing import Any
 from django.conf import settings
 from slack_sdk.errors import SlackApiError
 
+from products.tasks.services import task_page_url
+
 from .models import Integration
 from .slack_client import get_slack_client
 
@@ -38,12 +40,8 @@ def quota_denial_text() -> str:
     return QUOTA_DENIAL_TEXT.format(billing_url=settings.BILLING_URL)
 
 
-def task_url(task_id: int) -> str:
-    return f"{settings.SITE_URL}/tasks/{task_id}/"
-
-
 def on_it_text(task_id: int) -> str:
-    return ON_IT_TEXT.format(url=task_url(task_id))
+    return ON_IT_TEXT.format(url=task_page_url(task_id))
 
 
 def is_rate_limited(error: SlackApiError) -> bool:
