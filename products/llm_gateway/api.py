@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, PolymorphicProxySerializer, extend_schema
-from rest_framework.parsers import JSONParser
+from posthog_app.parsers import StrictJSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -38,7 +38,7 @@ class UsageEventsView(ProjectScopedAPIView):
 
     required_scopes = ["llm_gateway:write"]
     http_method_names = ["post", "options"]
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(
         operation_id="project_usage_events_create",

@@ -16,7 +16,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import exceptions
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.parsers import JSONParser
+from posthog_app.parsers import StrictJSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -194,7 +194,7 @@ class TaskRunStatusView(ProjectScopedAPIView):
     schema = _RequiredBodySchema()
     required_scopes = ["task:write"]
     http_method_names = ["patch", "options"]
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(
         operation_id="project_task_runs_partial_update",
