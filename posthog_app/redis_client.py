@@ -10,23 +10,30 @@ import threading
 import redis
 from django.conf import settings
 
+DEFAULT_TIMEOUT_SECONDS = 2.0
+
 _lock = threading.Lock()
-_client: redis.Redis | None = None
-_client_url: str | None = None
+_clients: dict[tuple[str, float], redis.Redis] = {}
 
 
-def get_client() -> redis.Redis:
-    """Return the shared client for `settings.REDIS_URL` (rebuilt if the setting changes)."""
-    global _client, _client_url
-    url = settings.REDIS_URL
-    if _client is None or _client_url != url:
+def get_client(timeout: float | None = None) -> redis.Redis:
+    """Return the shared client for `settings.REDIS_URL` (rebuilt if the setting changes).
+
+    `timeout` bounds connecting and each reply, in seconds (default 2). A caller with a
+    deadline of its own (the Slack webhook has Slack's 3 seconds) asks for a shorter one
+    and gets a pool of its own, so its short timeout never cuts off slower callers.
+    """
+    key = (settings.REDIS_URL, DEFAULT_TIMEOUT_SECONDS if timeout is None else float(timeout))
+    client = _clients.get(key)
+    if client is None:
         with _lock:
-            if _client is None or _client_url != url:
-                _client = redis.Redis.from_url(
-                    url,
-                    socket_connect_timeout=2,
-                    socket_timeout=2,
+            client = _clients.get(key)
+            if client is None:
+                client = redis.Redis.from_url(
+                    key[0],
+                    socket_connect_timeout=key[1],
+                    socket_timeout=key[1],
                     health_check_interval=30,
                 )
-                _client_url = url
-    return _client
+                _clients[key] = client
+    return client

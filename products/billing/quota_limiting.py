@@ -148,13 +148,17 @@ def get_limited_until(
     return _call(lambda r: r.zscore(redis_key(resource, cache), api_token))
 
 
-def is_team_limited(api_token: str, resource: QuotaResource, now: float | None = None) -> bool:
+def is_team_limited(
+    api_token: str, resource: QuotaResource, now: float | None = None, *, timeout: float | None = None
+) -> bool:
     """Say whether the project with `api_token` is limited for `resource` right now.
 
     The single source of truth every gate calls. One ZSCORE, no cache, so a change
-    is seen by the next call. Raises `QuotaStateUnavailable` when Redis is down.
+    is seen by the next call. Raises `QuotaStateUnavailable` when Redis is down or does
+    not answer within `timeout` seconds (default: the shared client's 2 s); the caller
+    decides whether that fails open or closed.
     """
-    score = _call(lambda r: r.zscore(redis_key(resource, LIMITS), api_token))
+    score = _call(lambda r: r.zscore(redis_key(resource, LIMITS), api_token), timeout=timeout)
     return score is not None and score > (_now() if now is None else now)
 
 
@@ -196,8 +200,8 @@ def get_quota_status(api_token: str, now: float | None = None) -> dict[QuotaReso
     return status
 
 
-def _call(fn):
+def _call(fn, timeout: float | None = None):
     try:
-        return fn(get_client())
+        return fn(get_client(timeout))
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise QuotaStateUnavailable(str(exc)) from exc

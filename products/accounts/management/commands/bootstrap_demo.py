@@ -71,30 +71,21 @@ def ensure_slack_integration(project: Project, options: dict) -> dict[str, str]:
     """Create or update the project's Slack integration from --slack-* / --repo; return lines to print (never the token)."""
     from django.core.management.base import CommandError
 
-    from products.slack_app.models import Integration
+    from products.slack_app.facade import InvalidWorkspaceSettings, connect_workspace
 
     team_id, token, repos = options.get("slack_team_id"), options.get("slack_bot_token"), options.get("repo") or []
     if not team_id:
         if token or repos:
             raise CommandError("--slack-bot-token and --repo need --slack-team-id")
         return {}
-    bad = [r for r in repos if r.count("/") != 1 or not all(part.strip() for part in r.split("/"))]
-    if bad:
-        raise CommandError(f"--repo must be owner/name, got: {', '.join(bad)}")
-    integration, _ = Integration.objects.get_or_create(project=project, kind=Integration.Kind.SLACK, integration_id=team_id)
-    config = {"repositories": [], "default_repository": None, "alerts_channel": None, **(integration.config or {})}
-    if repos:
-        config["repositories"] = list(dict.fromkeys(repos))
-        if config.get("default_repository") not in config["repositories"]:
-            config["default_repository"] = None
-    integration.config = config
-    if token:
-        integration.set_bot_token(token)
-    integration.save()
+    try:
+        integration = connect_workspace(project, team_id=team_id, bot_token=token, repositories=repos)
+    except InvalidWorkspaceSettings as exc:
+        raise CommandError(f"--repo/--slack-team-id: {exc}") from exc
     return {
         "SLACK_INTEGRATION_ID": str(integration.pk),
         "SLACK_TEAM_ID": team_id,
-        "SLACK_REPOSITORIES": ",".join(config["repositories"]),
+        "SLACK_REPOSITORIES": ",".join(integration.repositories),
         "SLACK_BOT_TOKEN_SET": "yes" if integration.has_bot_token else "no",
     }
 
