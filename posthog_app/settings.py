@@ -9,9 +9,11 @@ import base64
 import hashlib
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -28,9 +30,50 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", True)
-# The development default is only for local use; production must set SECRET_KEY.
-SECRET_KEY = os.environ.get("SECRET_KEY") or "dev-insecure-secret-key-change-me-in-production"
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+
+# SECRET_KEY signs sessions and CSRF tokens, and (when SLACK_TOKEN_ENCRYPTION_KEY is unset)
+# derives the key that encrypts Slack bot tokens: a guessable one lets anyone forge both.
+# Unset, it is the key `make run` generated in .devdata/secret_key (when DATABASE_URL is unset
+# too, i.e. the embedded default, so `manage.py` in another terminal shares make run's key),
+# else a development default that only DEBUG accepts.
+DEV_SECRET_KEY_PATH = BASE_DIR / ".devdata" / "secret_key"
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-in-production"
+# Values that have been published (here, in docker-compose.yml, in examples): never accepted without DEBUG.
+KNOWN_DEFAULT_SECRET_KEYS = frozenset({DEV_SECRET_KEY, "change-me", "changeme", "secret", "django-insecure"})
+MIN_SECRET_KEY_LENGTH = 50  # what Django's own deployment check (security.W009) asks for
+
+
+def _secret_key() -> str:
+    value = os.environ.get("SECRET_KEY", "").strip()
+    if not value and not os.environ.get("DATABASE_URL") and DEV_SECRET_KEY_PATH.is_file():
+        value = DEV_SECRET_KEY_PATH.read_text().strip()
+    if DEBUG:
+        return value or DEV_SECRET_KEY
+    if not value:
+        problem = "SECRET_KEY is not set"
+    elif value in KNOWN_DEFAULT_SECRET_KEYS or value.startswith("django-insecure"):
+        problem = "SECRET_KEY is a published default"
+    elif len(value) < MIN_SECRET_KEY_LENGTH or len(set(value)) < 5:
+        problem = f"SECRET_KEY is shorter than {MIN_SECRET_KEY_LENGTH} characters (or nearly all one character)"
+    else:
+        return value
+    raise ImproperlyConfigured(
+        f"{problem}, and DEBUG is off: sessions, CSRF tokens and the Slack token encryption key would be "
+        "forgeable. Set SECRET_KEY to a long random value, e.g. the output of "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+    )
+
+
+SECRET_KEY = _secret_key()
+
+# Links posted to Slack point here; behind a tunnel (ngrok, cloudflared...) set it to the tunnel's URL.
+SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+_SITE = urlsplit(SITE_URL)
+# The host of SITE_URL is always allowed, so `SITE_URL=https://x.example.app make run` works behind
+# a tunnel with DEBUG off; ALLOWED_HOSTS adds more (comma-separated).
+ALLOWED_HOSTS = sorted({*env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver"), *([_SITE.hostname] if _SITE.hostname else [])})
+# A tunnel ends TLS before runserver, so a form posted from https://<tunnel> must be trusted by origin.
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", f"{_SITE.scheme}://{_SITE.netloc}" if _SITE.netloc else "")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -48,6 +91,8 @@ INSTALLED_APPS = [
     "products.tasks",
     "products.llm_gateway",
     "temporal",
+    # Last: the project's own pages (home, login) and commands that span products (bootstrap_demo).
+    "posthog_app",
 ]
 
 MIDDLEWARE = [
@@ -116,8 +161,13 @@ QUOTA_CHECK_FAILURE_MODE = os.environ.get("QUOTA_CHECK_FAILURE_MODE", "open").st
 if QUOTA_CHECK_FAILURE_MODE not in {"open", "closed"}:
     raise ValueError(f"QUOTA_CHECK_FAILURE_MODE must be 'open' or 'closed', not {QUOTA_CHECK_FAILURE_MODE!r}")
 
-SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
-BILLING_URL = os.environ.get("BILLING_URL", f"{SITE_URL}/billing")
+# The "Top up at ..." link of the quota denial and usage alerts: the billing page by default.
+BILLING_URL = os.environ.get("BILLING_URL") or f"{SITE_URL}/billing/"
+
+# Members sign in on the product's own page (the admin's refuses non-staff users).
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 CELERY_TASK_IGNORE_RESULT = True
@@ -175,6 +225,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # `<id:...>` (posthog_app/converters.py): an integer id; out of the 64-bit range it is a 404.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0}},
     "ENUM_NAME_OVERRIDES": {
         "TaskRunStatusEnum": "products.tasks.models.TaskRun.Status",
     },

@@ -25,3 +25,12 @@ def get_visible_project(user, project_id: int, key: PersonalAPIKey | None = None
     if not user or not user.is_authenticated:
         return None
     return visible_projects(user, key).filter(pk=project_id).first()
+
+
+def member_organizations(user):
+    """Organizations `user` is a member of, by name; none for an anonymous user."""
+    from .models import Organization
+
+    if not user or not user.is_authenticated:
+        return Organization.objects.none()
+    return Organization.objects.filter(memberships__user=user).order_by("name", "id")

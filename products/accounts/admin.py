@@ -3,8 +3,9 @@
 A personal API key's value is shown once, on the page that answers the form that
 created (or regenerated) it; it is never stored in a message cookie or the session, and
 the stored hash is never shown.
-The project page's quota state and AI-credit actions come from the billing slice
-(`products.billing.admin.ProjectQuotaAdminMixin`).
+Accounts knows nothing of billing: the billing slice replaces the project admin with a
+subclass of `ProjectAdmin` (from the facade) that adds the quota state and AI-credit
+actions through `extra_detail_fields` and `actions`.
 """
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
-
-from products.billing.admin import ProjectQuotaAdminMixin
 
 from .api_keys import ALL_SCOPES, validate_scopes
 from .models import Organization, OrganizationMembership, PersonalAPIKey, Project
@@ -67,23 +66,26 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Project)
-class ProjectAdmin(ProjectQuotaAdminMixin, admin.ModelAdmin):
+class ProjectAdmin(admin.ModelAdmin):
+    """Projects; other products extend it (subclass, unregister, register) rather than accounts importing them."""
+
     list_display = ["id", "name", "organization", "api_token", "created_at"]
     list_select_related = ["organization"]
     list_filter = ["organization"]
     search_fields = ["name", "api_token", "organization__name"]
     autocomplete_fields = ["organization"]
-    actions = list(ProjectQuotaAdminMixin.quota_actions)
+    # Read-only fields a subclass adds to an existing project's page (e.g. billing's quota state).
+    extra_detail_fields: tuple[str, ...] = ()
 
     def get_fields(self, request: HttpRequest, obj: Project | None = None) -> list[str]:
         if obj is None:
             return ["organization", "name"]
-        return ["organization", "name", "api_token", "created_at", *self.quota_readonly_fields]
+        return ["organization", "name", "api_token", "created_at", *self.extra_detail_fields]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Project | None = None) -> list[str]:
         if obj is None:
             return []
-        return ["api_token", "created_at", *self.quota_readonly_fields]
+        return ["api_token", "created_at", *self.extra_detail_fields]
 
 
 @admin.register(OrganizationMembership)

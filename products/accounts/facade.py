@@ -2,10 +2,16 @@
 
 Organizations, projects (their `api_token` keys the Redis quota state), memberships,
 personal API keys, and the one answer to "which projects may this caller see".
+
+Accounts imports no other product. Another product that adds to an accounts admin page
+subclasses the admin class from here (e.g. `ProjectAdmin`), then unregisters and
+re-registers the model with its subclass.
 """
 from __future__ import annotations
 
-from .access import get_visible_project, visible_projects
+from typing import Any
+
+from .access import get_visible_project, member_organizations, visible_projects
 from .api import ProjectScopedAPIView
 from .models import Organization, OrganizationMembership, PersonalAPIKey, Project
 
@@ -14,7 +20,19 @@ __all__ = [
     "OrganizationMembership",
     "PersonalAPIKey",
     "Project",
+    "ProjectAdmin",
     "ProjectScopedAPIView",
     "get_visible_project",
+    "member_organizations",
     "visible_projects",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Admin classes load with the admin (autodiscover), not with this module: models of
+    # other products import the facade while apps are still loading.
+    if name == "ProjectAdmin":
+        from .admin import ProjectAdmin
+
+        return ProjectAdmin
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -246,3 +246,17 @@ class ProjectQuotaAdminMixin:
                 succeeded.append(str(project))
         if succeeded:
             self.message_user(request, f"{done} for: {', '.join(succeeded)}.", messages.SUCCESS)
+
+
+# --- The project page: accounts' ProjectAdmin plus the quota tools ------------------------
+# Accounts knows nothing of billing (no import cycle); billing extends accounts' admin.
+from products.accounts.facade import Project, ProjectAdmin  # noqa: E402
+
+
+class ProjectWithQuotaAdmin(ProjectQuotaAdminMixin, ProjectAdmin):
+    extra_detail_fields = ProjectQuotaAdminMixin.quota_readonly_fields
+    actions = list(ProjectQuotaAdminMixin.quota_actions)
+
+
+admin.site.unregister(Project)
+admin.site.register(Project, ProjectWithQuotaAdmin)

@@ -3,5 +3,5 @@ from django.urls import path
 from .api import QuotaLimitsView
 
 urlpatterns = [
-    path("api/projects/<int:project_id>/quota_limits/", QuotaLimitsView.as_view(), name="project-quota-limits"),
+    path("api/projects/<id:project_id>/quota_limits/", QuotaLimitsView.as_view(), name="project-quota-limits"),
 ]

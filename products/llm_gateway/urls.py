@@ -3,5 +3,5 @@ from django.urls import path
 from .api import UsageEventsView
 
 urlpatterns = [
-    path("api/projects/<int:project_id>/usage_events/", UsageEventsView.as_view(), name="project-usage-events"),
+    path("api/projects/<id:project_id>/usage_events/", UsageEventsView.as_view(), name="project-usage-events"),
 ]

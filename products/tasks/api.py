@@ -20,7 +20,7 @@ from posthog_app.parsers import StrictJSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from products.accounts.api import ProjectScopedAPIView
+from products.accounts.facade import ProjectScopedAPIView
 
 from . import services
 from .models import Task, TaskRun

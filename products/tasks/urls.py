@@ -4,11 +4,11 @@ from .api import TaskDetailView, TaskListView, TaskRunStatusView
 from .views import task_page
 
 urlpatterns = [
-    path("tasks/<int:task_id>/", task_page, name="task-page"),
-    path("api/projects/<int:project_id>/tasks/", TaskListView.as_view(), name="project-tasks"),
-    path("api/projects/<int:project_id>/tasks/<int:task_id>/", TaskDetailView.as_view(), name="project-task"),
+    path("tasks/<id:task_id>/", task_page, name="task-page"),
+    path("api/projects/<id:project_id>/tasks/", TaskListView.as_view(), name="project-tasks"),
+    path("api/projects/<id:project_id>/tasks/<id:task_id>/", TaskDetailView.as_view(), name="project-task"),
     path(
-        "api/projects/<int:project_id>/tasks/<int:task_id>/runs/<int:run_id>/",
+        "api/projects/<id:project_id>/tasks/<id:task_id>/runs/<id:run_id>/",
         TaskRunStatusView.as_view(),
         name="project-task-run",
     ),

@@ -6,14 +6,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
-from products.accounts.access import visible_projects
+from products.accounts.facade import visible_projects
 
 from . import services
 from .models import Task
-
-# Where people sign in; passed here rather than set globally as settings.LOGIN_URL.
-LOGIN_URL = "/admin/login/"
-
 
 @require_safe
 def task_page(request: HttpRequest, task_id: int) -> HttpResponse:
@@ -23,7 +19,8 @@ def task_page(request: HttpRequest, task_id: int) -> HttpResponse:
     reveals which tasks exist.
     """
     if not request.user.is_authenticated:
-        return redirect_to_login(request.get_full_path(), login_url=LOGIN_URL)
+        # The members' sign-in page (settings.LOGIN_URL), which brings them back here.
+        return redirect_to_login(request.get_full_path())
     task = services.task_with_history(Task.objects.filter(project__in=visible_projects(request.user)), task_id)
     if task is None:
         raise Http404("Task not found.")

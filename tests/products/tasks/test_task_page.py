@@ -63,13 +63,13 @@ def test_anonymous_visitor_is_sent_to_log_in_and_back(setup):
     _, _, task = setup
     response = Client().get(page(task.pk))
     assert response.status_code == 302
-    assert response["Location"] == f"/admin/login/?next=/tasks/{task.pk}/"
+    assert response["Location"] == f"/login/?next=/tasks/{task.pk}/"
 
 
 def test_anonymous_visitor_of_a_missing_task_is_also_sent_to_log_in(setup):
     # Before logging in, nothing distinguishes a real task from a missing one.
     response = Client().get(page(999999))
-    assert response.status_code == 302 and response["Location"] == "/admin/login/?next=/tasks/999999/"
+    assert response.status_code == 302 and response["Location"] == "/login/?next=/tasks/999999/"
 
 
 def test_non_member_gets_the_same_404_as_for_a_missing_task(setup, accounts):
