@@ -112,3 +112,31 @@ def test_the_link_posted_to_slack_opens_this_page(setup):
     assert link == task_page_url(task.pk) == f"http://testserver/tasks/{task.pk}/"
     response = logged_in(member).get(link.removeprefix("http://testserver"))
     assert response.status_code == 200 and "Fix the flaky login test" in response.content.decode()
+
+
+def test_a_member_who_is_not_staff_signs_in_on_the_login_page_and_reaches_the_task(setup):
+    """The "On it" link works for ordinary members: sign in through the product's page, not force_login."""
+    from tests.posthog_app.signin import sign_in
+
+    _, member, task = setup
+    assert not member.is_staff
+    client = Client(enforce_csrf_checks=True)
+    to_login = client.get(page(task.pk))
+    assert to_login.status_code == 302 and to_login["Location"] == f"/login/?next=/tasks/{task.pk}/"
+
+    signed_in = sign_in(client, member.username, "pw", next_url=page(task.pk))
+    assert signed_in.status_code == 302 and signed_in["Location"] == page(task.pk)
+    response = client.get(signed_in["Location"])
+    assert response.status_code == 200
+    assert "Fix the flaky login test" in response.content.decode()
+
+
+def test_a_wrong_password_on_the_login_page_says_so_and_opens_nothing(setup):
+    from tests.posthog_app.signin import sign_in
+
+    _, member, task = setup
+    client = Client(enforce_csrf_checks=True)
+    response = sign_in(client, member.username, "not-the-password", next_url=page(task.pk))
+    assert response.status_code == 200
+    assert "Please enter a correct username and password" in response.content.decode()
+    assert client.get(page(task.pk)).status_code == 302  # still not signed in

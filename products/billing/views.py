@@ -1,0 +1,33 @@
+"""`GET /billing/`: an organization's plan, AI credits used this period, limits and what to do next.
+
+The link in the quota denial ("Top up at ...") and the usage alerts (settings.BILLING_URL).
+"""
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_safe
+
+from products.accounts.facade import member_organizations
+
+from .summary import billing_summary
+
+
+@require_safe
+@login_required
+def billing_page(request: HttpRequest) -> HttpResponse:
+    """Show each organization the member belongs to, or only `?organization=<id>`.
+
+    Someone who is not a member (of any organization, or of the one asked for) gets a 404,
+    which says nothing about which organizations exist.
+    """
+    mine = list(member_organizations(request.user))
+    chosen = request.GET.get("organization")
+    shown = mine if chosen is None else [org for org in mine if str(org.pk) == chosen]
+    if not shown:
+        raise Http404("No organization of yours.")
+    now = timezone.now()
+    context = {"summaries": [billing_summary(org, now) for org in shown], "organizations": mine, "chosen": chosen}
+    return render(request, "billing/billing_page.html", context)
