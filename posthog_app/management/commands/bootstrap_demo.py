@@ -10,8 +10,13 @@ Prints `KEY=VALUE` lines (nothing else on stdout) for scripts such as `make run`
     PERSONAL_API_KEY=phx_...
 
 Idempotent: a second run reuses the organization, project and user (same ids and token),
-resets the user's password to `--password`, and creates a new personal API key, because
-a key's value cannot be shown again. Everything happens in one transaction.
+resets the user's password to `--password`, and replaces the demo key: the previous
+`bootstrap_demo` key of the demo user stops working and a new one is printed (a key's
+value cannot be shown again, and a demo key printed in an old terminal should not live on).
+Everything happens in one transaction.
+
+It lives in the project, not in a product, because it spans two: accounts (through
+`products.accounts.facade`) and the Slack app (`products.slack_app.facade.connect_workspace`).
 
 With `--slack-team-id T... --slack-bot-token xoxb-... --repo owner/name [--repo ...]` it also
 creates or updates the demo project's Slack integration (the token is stored encrypted and
@@ -23,10 +28,11 @@ To add a step, add its option in `add_arguments`, a small
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from products.accounts.models import Organization, OrganizationMembership, PersonalAPIKey, Project
+from products.accounts.facade import Organization, OrganizationMembership, PersonalAPIKey, Project
+from products.slack_app.facade import InvalidWorkspaceSettings, connect_workspace
 
 ORGANIZATION_NAME = "Demo Organization"
 PROJECT_NAME = "Demo Project"
@@ -61,18 +67,18 @@ def ensure_admin_user(organization: Organization, password: str):
     return user
 
 
-def create_demo_key(user) -> str:
-    """Create a new all-scopes key for `user` and return its value (it is stored only hashed)."""
+def rotate_demo_key(user) -> str:
+    """Replace `user`'s previous demo key(s) with a new all-scopes key; return its value (stored only hashed).
+
+    Keys the user made for themselves (any other label) are left alone.
+    """
+    PersonalAPIKey.objects.filter(user=user, label=KEY_LABEL).delete()
     _, value = PersonalAPIKey.create_key(user=user, label=KEY_LABEL, scopes=["*"])
     return value
 
 
 def ensure_slack_integration(project: Project, options: dict) -> dict[str, str]:
     """Create or update the project's Slack integration from --slack-* / --repo; return lines to print (never the token)."""
-    from django.core.management.base import CommandError
-
-    from products.slack_app.facade import InvalidWorkspaceSettings, connect_workspace
-
     team_id, token, repos = options.get("slack_team_id"), options.get("slack_bot_token"), options.get("repo") or []
     if not team_id:
         if token or repos:
@@ -92,8 +98,8 @@ def ensure_slack_integration(project: Project, options: dict) -> dict[str, str]:
 
 class Command(BaseCommand):
     help = (
-        "Create (or reuse) a demo organization, project and admin user, create a new personal "
-        "API key, and print them as KEY=VALUE lines."
+        "Create (or reuse) a demo organization, project and admin user, replace the demo personal "
+        "API key with a new one, and print them as KEY=VALUE lines."
     )
 
     def add_arguments(self, parser) -> None:
@@ -127,6 +133,6 @@ class Command(BaseCommand):
             "ADMIN_USERNAME": user.get_username(),
             "ADMIN_PASSWORD": options["password"],
         }
-        values["PERSONAL_API_KEY"] = create_demo_key(user)
+        values["PERSONAL_API_KEY"] = rotate_demo_key(user)
         values.update(ensure_slack_integration(project, options))
         return values

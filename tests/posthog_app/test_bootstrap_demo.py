@@ -1,7 +1,8 @@
 """`manage.py bootstrap_demo` gives `make run` a working demo: ids, token and a usable key.
 
-Run twice, it reuses the organization, project and user and prints a fresh key; the
-printed key really reads the quota endpoint, and the printed password logs into /admin/.
+Run twice, it reuses the organization, project and user and replaces the key (only the
+newest printed key works); the printed key really reads the quota endpoint, and the printed
+password logs into /admin/. The command lives in posthog_app (it spans accounts and slack_app).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from products.accounts.models import Organization, OrganizationMembership, PersonalAPIKey, Project
+from products.accounts.facade import Organization, OrganizationMembership, PersonalAPIKey, Project
 from products.billing.quota_limiting import QuotaResource
 
 pytestmark = pytest.mark.django_db
@@ -71,19 +72,32 @@ def test_the_printed_key_reads_every_resource_of_the_printed_project():
     assert set(response.json()["limited"]) == {r.value for r in QuotaResource}
 
 
-def test_a_second_run_reuses_everything_and_prints_a_fresh_key():
+def test_a_second_run_reuses_everything_and_only_the_newest_key_works():
+    """One demo key, rotated: a key printed by an earlier `make run` stops working."""
     first, second = bootstrap(), bootstrap()
     for name in ("ORGANIZATION_ID", "PROJECT_ID", "PROJECT_API_TOKEN", "ADMIN_USERNAME"):
         assert first[name] == second[name]
     assert first["PERSONAL_API_KEY"] != second["PERSONAL_API_KEY"]
     assert (Organization.objects.count(), Project.objects.count(), get_user_model().objects.count()) == (1, 1, 1)
     assert OrganizationMembership.objects.count() == 1
-    assert PersonalAPIKey.objects.filter(label="bootstrap_demo").count() == 2
+    assert PersonalAPIKey.objects.filter(label="bootstrap_demo").count() == 1
 
     url = f"/api/projects/{second['PROJECT_ID']}/quota_limits/"
-    for values in (first, second):
-        response = APIClient().get(url, HTTP_AUTHORIZATION=f"Bearer {values['PERSONAL_API_KEY']}")
-        assert response.status_code == 200
+    old = APIClient().get(url, HTTP_AUTHORIZATION=f"Bearer {first['PERSONAL_API_KEY']}")
+    assert old.status_code == 401
+    new = APIClient().get(url, HTTP_AUTHORIZATION=f"Bearer {second['PERSONAL_API_KEY']}")
+    assert new.status_code == 200
+
+
+def test_rotation_leaves_the_demo_users_other_keys_and_other_users_demo_keys_alone(django_user_model):
+    bootstrap()
+    user = django_user_model.objects.get(username="demo")
+    _, own_value = PersonalAPIKey.create_key(user=user, label="my laptop", scopes=["*"])
+    someone = django_user_model.objects.create_user(username="someone", password="x")
+    _, other_value = PersonalAPIKey.create_key(user=someone, label="bootstrap_demo", scopes=["*"])
+    bootstrap()
+    assert PersonalAPIKey.objects.find_by_value(own_value) is not None
+    assert PersonalAPIKey.objects.find_by_value(other_value) is not None
 
 
 def test_the_printed_password_logs_into_the_admin(client):
