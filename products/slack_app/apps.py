@@ -5,3 +5,9 @@ class SlackAppConfig(AppConfig):
     name = "products.slack_app"
     label = "slack_app"
     verbose_name = "Slack integration"
+
+    def ready(self) -> None:
+        # Usage alerts: billing sends `usage_alert_due`; Slack delivers it (billing never imports slack_app).
+        from .alerts import connect_usage_alerts
+
+        connect_usage_alerts()

@@ -33,3 +33,57 @@ class TryAgainLater(SlackRequestError):
 
     status = 503
     code = "temporarily_unavailable"
+
+
+# --- What the mention steps (products.slack_app.facade) raise to their callers ---------------
+# The Temporal activities map these to retry behaviour in one place (temporal/slack_mention/activities.py).
+
+
+class MentionStepError(Exception):
+    """Base of the errors a mention step raises; `retryable` says whether trying again can help."""
+
+    retryable = True
+
+
+class IntegrationGone(MentionStepError):
+    """The Slack integration was deleted; retrying cannot bring it back."""
+
+    retryable = False
+
+
+class TaskGone(MentionStepError):
+    """The thread's task was deleted; retrying cannot bring it back."""
+
+    retryable = False
+
+
+class UnknownMessageKind(MentionStepError):
+    """A fixed message kind this code does not know (a workflow newer than its worker)."""
+
+    retryable = False
+
+
+class SlackPostError(MentionStepError):
+    """Slack did not take a call. `code` is Slack's error code (or the HTTP status / exception)."""
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class SlackRateLimited(SlackPostError):
+    """Slack answered 429: try again after `retry_after` seconds (never slept on in process)."""
+
+    def __init__(self, message: str, *, retry_after: int, code: str = "ratelimited") -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class SlackRefused(SlackPostError):
+    """Slack refused for a reason no retry fixes (revoked token, missing scope, channel gone...)."""
+
+    retryable = False
+
+
+class SlackUnavailable(SlackPostError):
+    """Slack failed in a way a later attempt may not (5xx, timeout, connection refused)."""

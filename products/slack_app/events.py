@@ -20,32 +20,37 @@ Rules (see issue 3 and DESIGN.md "Principles"):
   retries; closed: "try again shortly").
 * Temporal unreachable: `TryAgainLater` (503) so Slack delivers again; nothing was
   written or posted before the start, so nothing is half done.
+* Every field acted on is checked for shape and length first (`validation.py`): a
+  field that does not fit is a 400 and nothing is started.
+* Replies (the denial, "try again shortly") go out once per event however often Slack
+  delivers it (`posting.post_once`), and the quota read gives up after 250 ms, so the
+  webhook answers well inside Slack's 3 seconds even with Redis blackholed.
 """
 from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from slack_sdk.errors import SlackApiError
 
-from posthog_app.redis_client import get_client as get_redis
-from products.billing.quota_limiting import QuotaResource, QuotaStateUnavailable, is_team_limited
+from products.billing.facade import QuotaResource, QuotaStateUnavailable, is_team_limited
 # temporal.client is the only temporal/ module products/ may import (it re-exports the names used here).
 from temporal.client import SlackMentionWorkflowInput, TemporalUnavailable, mention_workflow_id, start_mention_workflow
 
-from . import messages
+from . import validation
 from .errors import MalformedRequest, TryAgainLater
-from .models import Integration
+from .mentions import post_quota_denial, post_try_again_shortly
+from .workspaces import find_integration
 
 logger = logging.getLogger(__name__)
 
 # Authors and edits we never act on (Slack marks them with these subtypes or fields).
 IGNORED_SUBTYPES = frozenset({"bot_message", "message_changed", "message_deleted", "message_replied"})
-DENIAL_DEDUP_TTL_SECONDS = 3600
+# The webhook has Slack's 3 seconds: a quota read that takes longer than this counts as
+# "quota state unavailable" (QUOTA_CHECK_FAILURE_MODE decides), never a slow answer.
+QUOTA_CHECK_TIMEOUT_SECONDS = 0.25
 
 
 class Outcome(str, enum.Enum):
@@ -96,12 +101,15 @@ def handle_envelope(envelope: Any, delivery: Delivery = Delivery()) -> EventResu
     if reason := _ignore_reason(event):
         return EventResult(Outcome.IGNORED, detail=reason)
 
-    team_id, event_id = envelope.get("team_id"), envelope.get("event_id")
-    channel, ts, user = event.get("channel"), event.get("ts"), event.get("user")
-    for name, value in (("team_id", team_id), ("event_id", event_id), ("event.channel", channel), ("event.ts", ts), ("event.user", user)):
-        if not isinstance(value, str) or not value:
-            raise MalformedRequest(f"app_mention without {name}")
-    thread_ts = event.get("thread_ts") or ts
+    # Every field is checked before anything is looked up, started or written (see validation.py).
+    team_id = validation.require("team_id", envelope.get("team_id"), validation.TEAM_ID)
+    event_id = validation.require("event_id", envelope.get("event_id"), validation.EVENT_ID)
+    channel = validation.require("event.channel", event.get("channel"), validation.CHANNEL_ID)
+    user = validation.require("event.user", event.get("user"), validation.USER_ID)
+    ts = validation.require("event.ts", event.get("ts"), validation.TS)
+    thread_ts = validation.optional("event.thread_ts", event.get("thread_ts"), validation.TS) or ts
+    validation.optional("event.event_ts", event.get("event_ts"), validation.TS)
+    validation.mention_text(event.get("text"))
 
     integration = find_integration(team_id)
     if integration is None:
@@ -110,14 +118,13 @@ def handle_envelope(envelope: Any, delivery: Delivery = Delivery()) -> EventResu
 
     workflow_id = mention_workflow_id(team_id, event_id)
     try:
-        limited = is_team_limited(integration.project.api_token, QuotaResource.AI_CREDITS)
+        limited = is_team_limited(
+            integration.project.api_token, QuotaResource.AI_CREDITS, timeout=QUOTA_CHECK_TIMEOUT_SECONDS
+        )
     except QuotaStateUnavailable as exc:
         if settings.QUOTA_CHECK_FAILURE_MODE == "closed":
             logger.error("quota state unavailable (%s); refusing mention %s (QUOTA_CHECK_FAILURE_MODE=closed)", exc, workflow_id)
-            _quietly(
-                messages.post_in_thread_or_ephemeral,
-                integration, channel=channel, thread_ts=thread_ts, user=user, text=messages.TRY_AGAIN_SHORTLY_TEXT,
-            )
+            post_try_again_shortly(integration, workflow_id=workflow_id, channel=channel, thread_ts=thread_ts, user=user)
             return EventResult(Outcome.REFUSED_QUOTA_UNKNOWN, workflow_id=workflow_id)
         logger.error(
             "quota state unavailable (%s); starting mention %s anyway (QUOTA_CHECK_FAILURE_MODE=open), "
@@ -128,8 +135,10 @@ def handle_envelope(envelope: Any, delivery: Delivery = Delivery()) -> EventResu
         limited = False
 
     if limited:
-        if _first_denial(workflow_id):
-            _quietly(messages.post_quota_denial, integration, channel=channel, thread_ts=thread_ts, user=user)
+        # Once per event: a redelivery finds the denial's ledger row and posts nothing.
+        post_quota_denial(
+            integration, workflow_id=workflow_id, channel=channel, thread_ts=thread_ts, user=user, from_webhook=True
+        )
         logger.info("project %s over ai_credits quota; denied mention %s", integration.project_id, workflow_id)
         return EventResult(Outcome.DENIED_OVER_QUOTA, workflow_id=workflow_id)
 
@@ -149,37 +158,9 @@ def handle_envelope(envelope: Any, delivery: Delivery = Delivery()) -> EventResu
     return EventResult(Outcome.STARTED if started else Outcome.DUPLICATE, workflow_id=workflow_id)
 
 
-def find_integration(team_id: str) -> Integration | None:
-    """Return the Slack integration for a workspace (the oldest, if several projects share it)."""
-    return (
-        Integration.objects.select_related("project")
-        .filter(kind=Integration.Kind.SLACK, integration_id=team_id)
-        .order_by("id")
-        .first()
-    )
-
-
 def _ignore_reason(event: dict[str, Any]) -> str | None:
     if event.get("edited") or event.get("subtype") in IGNORED_SUBTYPES:
         return "edit or non-user message"
     if event.get("bot_id") or event.get("bot_profile") or event.get("app_id"):
         return "written by a bot or app"
     return None
-
-
-def _first_denial(workflow_id: str) -> bool:
-    """True the first time this mention is denied, so a redelivery does not post the denial twice."""
-    try:
-        return bool(get_redis().set(f"slack:denied:{workflow_id}", 1, nx=True, ex=DENIAL_DEDUP_TTL_SECONDS))
-    except Exception:  # noqa: BLE001 - a Redis blip must not stop the denial being posted
-        return True
-
-
-def _quietly(post: Callable[..., None], integration: Integration, *, channel: str, thread_ts: str, **kwargs: Any) -> None:
-    """Post a reply; a Slack failure is logged, not raised: nothing was started, so the answer to Slack is still 200."""
-    try:
-        post(integration, channel=channel, thread_ts=thread_ts, **kwargs)
-    except SlackApiError as exc:
-        logger.warning("could not reply in %s/%s: %s", channel, thread_ts, exc.response.get("error") if exc.response is not None else exc)
-    except Exception as exc:  # noqa: BLE001 - network errors talking to Slack
-        logger.warning("could not reply in %s/%s: %r", channel, thread_ts, exc)

@@ -1,11 +1,64 @@
 """The Slack app product's public module: the only one other products and `temporal/` import.
 
-Everything the mention workflow's activities, the webhook and the interactivity view do
-with a Slack mention lives behind these functions.
+Everything the mention workflow's activities do with a Slack mention lives behind these
+functions (one call per activity): the quota gate and its denial, the thread's task,
+the repository choice and picker, the fixed messages, the task with its thread and
+"On it", and follow-ups. They raise the typed errors below; the activities map them
+to Temporal's retry rules (`retryable`, and `SlackRateLimited.retry_after`).
+
+Also: connecting a workspace by hand (`bootstrap_demo`).
 """
 from __future__ import annotations
 
+from .errors import (
+    IntegrationGone,
+    MentionStepError,
+    SlackPostError,
+    SlackRateLimited,
+    SlackRefused,
+    SlackUnavailable,
+    TaskGone,
+    UnknownMessageKind,
+)
+from .mentions import (
+    ForwardedFollowup,
+    MentionRequest,
+    MentionTask,
+    RepositoryChoice,
+    ThreadTask,
+    choose_repository,
+    create_task_for_mention,
+    enforce_quota,
+    find_thread_task,
+    forward_followup,
+    post_fixed_message,
+    post_repo_picker,
+)
 from .models import Integration
 from .workspaces import InvalidWorkspaceSettings, connect_workspace
 
-__all__ = ["Integration", "InvalidWorkspaceSettings", "connect_workspace"]
+__all__ = [
+    "ForwardedFollowup",
+    "Integration",
+    "IntegrationGone",
+    "InvalidWorkspaceSettings",
+    "MentionRequest",
+    "MentionStepError",
+    "MentionTask",
+    "RepositoryChoice",
+    "SlackPostError",
+    "SlackRateLimited",
+    "SlackRefused",
+    "SlackUnavailable",
+    "TaskGone",
+    "ThreadTask",
+    "UnknownMessageKind",
+    "choose_repository",
+    "connect_workspace",
+    "create_task_for_mention",
+    "enforce_quota",
+    "find_thread_task",
+    "forward_followup",
+    "post_fixed_message",
+    "post_repo_picker",
+]

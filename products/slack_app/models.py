@@ -6,8 +6,7 @@ from typing import Any
 from django.db import models
 from django.utils import timezone
 
-from products.accounts.models import Project
-from products.tasks.models import Task, TaskRun
+from django.views.decorators.debug import sensitive_variables
 
 from .crypto import decrypt_json, encrypt_json
 
@@ -27,7 +26,8 @@ class Integration(models.Model):
     class Kind(models.TextChoices):
         SLACK = "slack", "Slack"
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="integrations")
+    # Other products' models by "app.Model" reference: slack_app imports them only through their facades.
+    project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="integrations")
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.SLACK)
     integration_id = models.CharField(max_length=50, help_text="The Slack workspace (team) id, e.g. T0123ABCD")
     config = models.JSONField(default=default_config, blank=True)
@@ -51,9 +51,11 @@ class Integration(models.Model):
     # --- the secret -----------------------------------------------------------------
 
     @property
+    @sensitive_variables()
     def bot_token(self) -> str:
         return decrypt_json(self.sensitive_config).get("bot_token", "")
 
+    @sensitive_variables("token", "secrets")
     def set_bot_token(self, token: str) -> None:
         """Encrypt `token` into `sensitive_config` (call save() afterwards)."""
         secrets = decrypt_json(self.sensitive_config) if self.sensitive_config else {}
@@ -82,13 +84,13 @@ class Integration(models.Model):
 class SlackThreadTaskMapping(models.Model):
     """Ties a Slack thread to the task it started, so later mentions there become follow-ups."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="slack_thread_mappings")
+    project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="slack_thread_mappings")
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="thread_mappings")
     slack_workspace_id = models.CharField(max_length=50)
     channel = models.CharField(max_length=50)
     thread_ts = models.CharField(max_length=50)
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="slack_threads")
-    task_run = models.ForeignKey(TaskRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    task = models.ForeignKey("tasks.Task", on_delete=models.CASCADE, related_name="slack_threads")
+    task_run = models.ForeignKey("tasks.TaskRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     mentioning_slack_user_id = models.CharField(max_length=50, blank=True)
     workflow_id = models.CharField(max_length=255, blank=True)
     # ts of the "On it" reply; empty until it has been posted (so a retry never posts twice).
@@ -104,3 +106,53 @@ class SlackThreadTaskMapping(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel}/{self.thread_ts} -> task #{self.task_id}"
+
+
+class RepoPicker(models.Model):
+    """The repository picker a mention workflow posted, and the choices it offered.
+
+    Written (in its own commit) before the picker is posted, so a click can always be
+    checked against what was really offered: a signed click naming anything else is
+    refused without touching the message. `message_ts` is filled in once Slack answers.
+    """
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="repo_pickers")
+    workflow_id = models.CharField(max_length=255, unique=True)
+    channel = models.CharField(max_length=50)
+    thread_ts = models.CharField(max_length=50)
+    message_ts = models.CharField(max_length=50, blank=True, default="")
+    options = models.JSONField(default=list, help_text='The "owner/name" repositories offered, in button order')
+    answered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"picker for {self.workflow_id}"
+
+    def offers(self, repository: str) -> bool:
+        return repository in (self.options or [])
+
+
+class BotMessage(models.Model):
+    """A bot message posted (or being posted) for one step of one Slack event: the "post once" ledger.
+
+    `key` is the event's workflow id and `step` the message's step ("quota_denial",
+    "try_again", "on_it", ...). Unique on both, so a redelivery or a retried activity
+    that finds its row does not post again. `ts` is empty while the post is under way.
+    """
+
+    key = models.CharField(max_length=255)
+    step = models.CharField(max_length=50)
+    channel = models.CharField(max_length=50)
+    thread_ts = models.CharField(max_length=50, blank=True, default="")
+    ts = models.CharField(max_length=50, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["key", "step"], name="unique_bot_message_per_step")]
+
+    def __str__(self) -> str:
+        return f"{self.step} for {self.key}"

@@ -5,6 +5,7 @@ import logging
 from collections.abc import Mapping
 
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 from slack_sdk.signature import SignatureVerifier
 
 from .errors import BodyTooLarge, InvalidSignature
@@ -24,12 +25,18 @@ def check_body_size(content_length: str | None) -> None:
         raise BodyTooLarge(f"body of {length} bytes exceeds the limit of {MAX_BODY_BYTES}")
 
 
+MAX_TIMESTAMP_DIGITS = 12  # Unix seconds have 10 digits until the year 2286
+
+
+@sensitive_variables("secret", "verifier")
 def verify_slack_signature(body: bytes, headers: Mapping[str, str]) -> None:
     """Raise InvalidSignature unless `body` is signed with our signing secret within the last 5 minutes.
 
     Uses slack_sdk's SignatureVerifier (v0 HMAC-SHA256 of `v0:{timestamp}:{body}`, constant-time
     compare, 5-minute window against replays). With no signing secret configured every request
-    is refused: an empty key would let anyone sign.
+    is refused: an empty key would let anyone sign. Any failure while verifying (a
+    400-digit timestamp overflows slack_sdk's clock arithmetic) is a refusal, never a 500,
+    and the secret is kept out of error reports (`sensitive_variables`).
     """
     if len(body) > MAX_BODY_BYTES:
         raise BodyTooLarge(f"body exceeds the limit of {MAX_BODY_BYTES} bytes")
@@ -41,9 +48,13 @@ def verify_slack_signature(body: bytes, headers: Mapping[str, str]) -> None:
     signature = headers.get("X-Slack-Signature")
     if not timestamp or not signature:
         raise InvalidSignature("missing X-Slack-Signature or X-Slack-Request-Timestamp")
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= MAX_TIMESTAMP_DIGITS):
+        raise InvalidSignature("X-Slack-Request-Timestamp is not Unix seconds")
     try:
-        valid = SignatureVerifier(secret).is_valid(body=body, timestamp=timestamp, signature=signature)
-    except (ValueError, UnicodeDecodeError):
-        valid = False  # a non-numeric timestamp or a body that is not UTF-8
+        verifier = SignatureVerifier(secret)
+        valid = verifier.is_valid(body=body, timestamp=timestamp, signature=signature)
+    except Exception as exc:  # noqa: BLE001 - whatever goes wrong while verifying, the request is not verified
+        logger.warning("could not verify a Slack signature: %s", type(exc).__name__)
+        valid = False
     if not valid:
         raise InvalidSignature("bad signature or stale timestamp")

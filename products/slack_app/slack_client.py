@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from slack_sdk import WebClient
+from django.views.decorators.debug import sensitive_variables
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 
 from .models import Integration
@@ -22,10 +23,12 @@ def slack_api_base_url() -> str:
     return base if base.endswith("/") else base + "/"
 
 
+@sensitive_variables("token")
 def get_slack_client(integration: Integration) -> WebClient:
-    """Return a Web API client authenticated as the integration's bot."""
+    """Return a Web API client authenticated as the integration's bot (the token never shows in error reports)."""
+    token = integration.bot_token or None
     return WebClient(
-        token=integration.bot_token or None,
+        token=token,
         base_url=slack_api_base_url(),
         timeout=TIMEOUT_SECONDS,
         retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1)],

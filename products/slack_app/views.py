@@ -5,13 +5,14 @@ DB lookup, one Redis ZSCORE and one Temporal start (or a single Slack reply).
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+
+from posthog_app.json_input import InvalidJSON, parse_json
 
 from . import events, interactivity
 from .errors import MalformedRequest, SlackRequestError
@@ -44,9 +45,9 @@ def _slack_endpoint(handle: Callable[[HttpRequest, bytes], HttpResponse]) -> Cal
 def _events(request: HttpRequest, body: bytes) -> HttpResponse:
     """Slack Events API: url_verification and app_mention."""
     try:
-        envelope = json.loads(body)
-    except ValueError:
-        raise MalformedRequest("body is not JSON") from None
+        envelope = parse_json(body)  # depth-limited, no lone surrogates or NULs: a 400, never a 500 later
+    except InvalidJSON as exc:
+        raise MalformedRequest(exc.reason) from None
     delivery = events.Delivery(
         retry_num=_int(request.headers.get("X-Slack-Retry-Num")),
         retry_reason=request.headers.get("X-Slack-Retry-Reason", ""),

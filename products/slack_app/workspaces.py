@@ -34,3 +34,13 @@ def connect_workspace(
         integration.set_bot_token(bot_token)
     integration.save()
     return integration
+
+
+def find_integration(team_id: str) -> Integration | None:
+    """Return the Slack integration for a workspace (the oldest, if several projects share it)."""
+    return (
+        Integration.objects.select_related("project")
+        .filter(kind=Integration.Kind.SLACK, integration_id=team_id)
+        .order_by("id")
+        .first()
+    )

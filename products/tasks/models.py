@@ -10,11 +10,10 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
-from products.accounts.models import Project
-
 
 class Task(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")
+    # By "app.Model" reference: tasks imports accounts only through its facade.
+    project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="tasks")
     title = models.CharField(max_length=255)
     description = models.TextField(blank=True)
     repository = models.CharField(max_length=200, blank=True, help_text="owner/name, or blank when no repository is needed")

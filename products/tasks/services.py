@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 
-from products.accounts.models import Project
+from products.accounts.facade import Project
 
 from .models import Task, TaskFollowUp, TaskRun
 

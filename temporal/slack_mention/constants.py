@@ -22,9 +22,10 @@ POST_THREAD_MESSAGE_ACTIVITY = "post_thread_message_activity"
 CREATE_TASK_FOR_REPO_ACTIVITY = "create_task_for_repo_activity"
 FORWARD_FOLLOWUP_ACTIVITY = "forward_followup_activity"
 
-# Error types the activities raise. The first three are never retried (retrying cannot fix
+# Error types the activities raise. The not-found, permanent and unknown-kind ones are never retried (retrying cannot fix
 # them); a rate limit is retried after Slack's Retry-After.
 INTEGRATION_NOT_FOUND_ERROR = "IntegrationNotFound"
 TASK_NOT_FOUND_ERROR = "TaskNotFound"
 SLACK_PERMANENT_ERROR = "SlackPermanentError"  # e.g. revoked token, missing scope, channel gone
 SLACK_RATE_LIMITED_ERROR = "SlackRateLimited"
+UNKNOWN_MESSAGE_KIND_ERROR = "UnknownMessageKind"  # never retried: a workflow newer than its worker

@@ -68,8 +68,15 @@ _NOT_RETRYABLE = [INTEGRATION_NOT_FOUND_ERROR, TASK_NOT_FOUND_ERROR, SLACK_PERMA
 
 # Quota gate: Redis being unreachable raises in the activity and is retried here (the
 # webhook may have failed open; this gate never does). Bounded by schedule-to-close.
+# Steps that post to Slack heartbeat while they run (temporal/slack_mention/activities.py),
+# so a worker killed mid-post is noticed within seconds and the step retried elsewhere,
+# where "post once" finds the message if it got out. Timeouts are not part of the
+# command sequence Temporal replays, so changing them needs no patch.
+HEARTBEAT_TIMEOUT = timedelta(seconds=8)
+
 QUOTA_GATE_OPTIONS = dict(
     start_to_close_timeout=timedelta(seconds=30),
+    heartbeat_timeout=HEARTBEAT_TIMEOUT,
     schedule_to_close_timeout=timedelta(minutes=10),
     retry_policy=RetryPolicy(
         initial_interval=timedelta(seconds=1),
@@ -92,6 +99,7 @@ LOOKUP_OPTIONS = dict(
 # attempt with `next_retry_delay` = Retry-After, which takes the place of the backoff.
 SLACK_OPTIONS = dict(
     start_to_close_timeout=timedelta(seconds=60),
+    heartbeat_timeout=HEARTBEAT_TIMEOUT,
     retry_policy=RetryPolicy(
         initial_interval=timedelta(seconds=1),
         backoff_coefficient=2.0,
@@ -103,6 +111,7 @@ SLACK_OPTIONS = dict(
 # The apology is best effort: short, few retries, and its failure never hides the real one.
 APOLOGY_OPTIONS = dict(
     start_to_close_timeout=timedelta(seconds=15),
+    heartbeat_timeout=HEARTBEAT_TIMEOUT,
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3, non_retryable_error_types=_NOT_RETRYABLE),
 )
 

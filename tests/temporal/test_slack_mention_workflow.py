@@ -123,7 +123,9 @@ def test_repository_named_in_the_text_becomes_the_task(temporal, slack_api, acco
     assert result.outcome == OUTCOME_TASK_CREATED and result.task_id == task.pk and result.repository == "acme/api"
     assert task.repository == "acme/api" and task.origin_product == "slack" and task.project == integration.project
     assert task.title == "the login endpoint 500s, fix it in acme/api please"
-    assert "<@UALICE>" in task.description and "the login endpoint 500s" in task.description
+    # People and channels by name (the task page shows the text as is), not as Slack ids.
+    assert "Requested in Slack by @user-UALICE in #channel-cwork" in task.description
+    assert "the login endpoint 500s" in task.description and "<@" not in task.description
     run_row = TaskRun.objects.get(task=task)
     assert run_row.status == TaskRun.Status.QUEUED and result.run_id == run_row.pk
     mapping = SlackThreadTaskMapping.objects.get(integration=integration, channel=CHANNEL, thread_ts=event["ts"])
@@ -254,7 +256,7 @@ def test_followups_in_quota_reach_the_task_with_the_senders_name(temporal, slack
     assert r1.task_id == r2.task_id == task.pk and r1.run_id == r2.run_id == run_row.pk and not r2.resumed
     followups = list(TaskFollowUp.objects.order_by("id").values_list("run_id", "text", "author_slack_user_id", "author_name"))
     assert followups == [
-        (run_row.pk, "also check the logout page", "UALICE", ""),
+        (run_row.pk, "also check the logout page", "UALICE", "user-UALICE"),
         (run_row.pk, "and the signup page too", "UBOB", "user-UBOB"),
     ]
     assert Task.objects.count() == 1 and task.runs.count() == 1
@@ -453,8 +455,8 @@ def test_mention_inside_an_untracked_thread_starts_a_task_with_the_thread_as_con
 
     task = only_task()
     assert result.outcome == OUTCOME_TASK_CREATED and task.title == "can you fix this?"
-    assert "Earlier in the thread:\n<@UALICE>: checkout crashes on empty carts" in task.description
-    assert "<@UBOB>: can you fix this?" not in task.description  # the mention itself is not repeated as context
+    assert "Earlier in the thread:\n@user-UALICE: checkout crashes on empty carts" in task.description
+    assert "@user-UBOB: can you fix this?" not in task.description  # the mention itself is not repeated as context
     [replies] = slack_api.calls_to("conversations.replies")
     assert (replies.args["channel"], replies.args["ts"]) == (CHANNEL, parent_ts)
     assert SlackThreadTaskMapping.objects.get(task=task).thread_ts == parent_ts

@@ -7,8 +7,10 @@ import pytest
 from django.db import IntegrityError, connection
 from slack_sdk.errors import SlackApiError
 
-from products.slack_app import messages
+from products.slack_app import messages, names, posting
 from products.slack_app.crypto import SecretUndecryptable
+from products.slack_app.errors import SlackRateLimited, SlackRefused
+from products.slack_app.mentions import post_quota_denial
 from products.slack_app.models import Integration
 from products.slack_app.routing import RoutingDecision, route_repository
 from products.slack_app.slack_client import get_slack_client
@@ -188,38 +190,40 @@ def test_base_url_without_trailing_slash_still_works(integration, slack_api, set
 
 def test_rate_limit_surfaces_as_429_with_retry_after_and_is_not_retried_in_process(integration, slack_api):
     slack_api.respond("chat.postMessage", status=429, body={"ok": False, "error": "ratelimited"}, headers={"Retry-After": "17"})
-    with pytest.raises(SlackApiError) as excinfo:
-        messages.post_in_thread(integration, channel="C1", thread_ts="1.2", text="hi")
-    assert excinfo.value.response.status_code == 429
-    assert messages.retry_after_seconds(excinfo.value) == 17
+    with pytest.raises(SlackRateLimited) as excinfo:
+        posting.post_message(integration, channel="C1", thread_ts="1.2", text="hi")
+    assert isinstance(excinfo.value.__cause__, SlackApiError) and excinfo.value.__cause__.response.status_code == 429
+    assert excinfo.value.retry_after == 17
     assert len(slack_api.calls_to("chat.postMessage")) == 1
 
 
 def test_quota_denial_429_is_reraised_not_sent_ephemeral(integration, slack_api):
     slack_api.respond("chat.postMessage", status=429, body={"ok": False, "error": "ratelimited"}, headers={"Retry-After": "3"})
-    with pytest.raises(SlackApiError):
-        messages.post_quota_denial(integration, channel="C1", thread_ts="1.2", user="U1")
+    with pytest.raises(SlackRateLimited):
+        post_quota_denial(integration, workflow_id="wf-429", channel="C1", thread_ts="1.2", user="U1")
     assert slack_api.calls_to("chat.postEphemeral") == []
 
 
 def test_already_reacted_is_not_an_error(integration, slack_api):
     slack_api.respond("reactions.add", body={"ok": False, "error": "already_reacted"})
-    messages.add_reaction(integration, channel="C1", ts="1.2", name="eyes")
+    posting.add_reaction(integration, channel="C1", ts="1.2", name="eyes")
     slack_api.respond("reactions.add", body={"ok": False, "error": "channel_not_found"})
-    with pytest.raises(SlackApiError):
-        messages.add_reaction(integration, channel="C1", ts="1.2", name="eyes")
+    with pytest.raises(SlackRefused):
+        posting.add_reaction(integration, channel="C1", ts="1.2", name="eyes")
 
 
 def test_display_name_prefers_the_profile_display_name_and_falls_back_to_the_id(integration, slack_api):
-    assert messages.get_user_display_name(integration, "U9") == "user-U9"
+    assert names.user_name(integration, "U9") == "user-U9"
     slack_api.respond("users.info", body={"ok": False, "error": "user_not_found"})
-    assert messages.get_user_display_name(integration, "U10") == "U10"
+    assert names.user_name(integration, "U10") == "U10"
 
 
 def test_repo_picker_has_one_button_per_repository_and_a_no_repository_button(integration, slack_api):
     import json
 
-    ts = messages.post_repo_picker(integration, channel="C1", thread_ts="1.2", workflow_id="wf-1", repositories=["acme/web", "acme/api"])
+    from products.slack_app.mentions import post_repo_picker
+
+    ts = post_repo_picker(integration.pk, channel="C1", thread_ts="1.2", workflow_id="wf-1", repositories=["acme/web", "acme/api"])
     assert ts
     [call] = slack_api.calls_to("chat.postMessage")
     blocks = call.args["blocks"]

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from products.slack_app.mentions import post_repo_picker
 from products.slack_app.messages import repo_picker_blocks
 from temporal.client import get_client, run_sync
 from temporal.slack_mention.constants import mention_workflow_id
@@ -52,12 +53,16 @@ def signals_received(workflow_id: str) -> list[tuple[str, list]]:
 
 
 @pytest.fixture
-def waiting_workflow(client, integration, task_queue) -> str:
-    """A mention workflow started by the webhook, waiting on its own task queue."""
+def waiting_workflow(client, integration, task_queue, slack_api) -> str:
+    """A mention workflow started by the webhook, waiting on its own task queue, with its picker posted."""
     envelope = mention_envelope()
     assert post_event(client, envelope).json()["outcome"] == "started"
     workflow_id = mention_workflow_id(TEAM_ID, envelope["event_id"])
     task_queue.append(workflow_id)
+    # What the workflow's picker step does (no worker polls this queue): record the offer and post it.
+    post_repo_picker(integration.pk, workflow_id=workflow_id, channel="C123", thread_ts=envelope["event"]["ts"],
+                     repositories=["acme/web", "acme/api"])
+    slack_api.reset()
     return workflow_id
 
 
