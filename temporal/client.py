@@ -39,6 +39,9 @@ T = TypeVar("T")
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _clients: dict[tuple[str, str], Client] = {}
+_connecting: dict[tuple[str, str], asyncio.Future] = {}
+
+CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 def _get_loop() -> asyncio.AbstractEventLoop:
@@ -62,12 +65,30 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
 
 
 async def get_client() -> Client:
-    """Return the connected client for the configured address and namespace (on the shared loop)."""
+    """Return the connected client for the configured address and namespace (on the shared loop).
+
+    The connection is made once per address, in a task of its own: a caller that stops
+    waiting (the webhook's deadline) does not cancel it, so the next request finds it
+    made instead of starting over.
+    """
     key = (settings.TEMPORAL_ADDRESS, settings.TEMPORAL_NAMESPACE)
     client = _clients.get(key)
-    if client is None:
-        client = await asyncio.wait_for(Client.connect(key[0], namespace=key[1]), timeout=5)
-        _clients[key] = client
+    if client is not None:
+        return client
+    pending = _connecting.get(key)
+    if pending is None or (pending.done() and (pending.cancelled() or pending.exception() is not None)):
+        pending = asyncio.ensure_future(_connect(key))
+        pending.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no "never retrieved" noise
+        _connecting[key] = pending
+    return await asyncio.shield(pending)
+
+
+async def _connect(key: tuple[str, str]) -> Client:
+    try:
+        client = await asyncio.wait_for(Client.connect(key[0], namespace=key[1]), timeout=CONNECT_TIMEOUT_SECONDS)
+    finally:
+        _connecting.pop(key, None)
+    _clients[key] = client
     return client
 
 
@@ -87,10 +108,14 @@ def check_temporal_health(timeout: float = 3.0) -> None:
 
 logger = logging.getLogger(__name__)
 
-# The webhook has Slack's 3 s to answer; a start that takes longer is reported as
-# unavailable (503) and Slack delivers again, which the workflow id makes harmless.
-START_RPC_TIMEOUT = timedelta(seconds=2)
-SIGNAL_RPC_TIMEOUT = timedelta(seconds=2)
+# The webhook and the interactivity endpoint have Slack's 3 s to answer, of which the
+# database and the quota read (250 ms at most) take some: a start or signal that has not
+# finished within its deadline (connecting included) is reported as unavailable (503 for
+# the webhook) and Slack delivers again, which the workflow id makes harmless.
+START_RPC_TIMEOUT = timedelta(seconds=0.8)
+SIGNAL_RPC_TIMEOUT = timedelta(seconds=0.8)
+START_DEADLINE_SECONDS = 1.0  # the whole start, connecting included
+SIGNAL_DEADLINE_SECONDS = 1.0
 
 
 class TemporalUnavailable(Exception):
@@ -164,7 +189,7 @@ def start_mention_workflow(inp: SlackMentionWorkflowInput) -> bool:
         return bool(response.started)
 
     try:
-        return _call(start(), timeout=START_RPC_TIMEOUT.total_seconds() + 0.5)
+        return _call(start(), timeout=START_DEADLINE_SECONDS)
     except WorkflowAlreadyStartedError:
         return False
 
@@ -180,7 +205,7 @@ def _signal(workflow_id: str, signal: str, *args: Any) -> None:
                 raise WorkflowGone(f"workflow {workflow_id} is not running") from exc
             raise
 
-    _call(send(), timeout=SIGNAL_RPC_TIMEOUT.total_seconds() + 0.5)
+    _call(send(), timeout=SIGNAL_DEADLINE_SECONDS)
 
 
 def signal_repo_selected(workflow_id: str, repository: str) -> None:

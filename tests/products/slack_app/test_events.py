@@ -1,7 +1,9 @@
 """POST /slack/events: verify, decide, start or refuse, answer; against real PostgreSQL, Redis and Temporal."""
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 
@@ -358,3 +360,148 @@ def test_redis_down_with_failure_mode_closed_refuses_with_try_again_shortly(clie
     assert "try again shortly" in post.args["text"]
     assert post.args["thread_ts"] == "1699999999.000001"
     assert workflow_description(mention_workflow_id(TEAM_ID, envelope["event_id"])) is None
+
+
+# --- Slack's 3 seconds, with Redis or Temporal gone ----------------------------------------------
+
+
+@contextlib.contextmanager
+def blackholed_port():
+    """A loopback port that accepts TCP connections and never answers a byte (a hung Redis)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+def timed_post(client, envelope, **kwargs):
+    started = time.monotonic()
+    response = post_event(client, envelope, **kwargs)
+    return response, time.monotonic() - started
+
+
+def test_blackholed_redis_fails_open_well_within_slacks_three_seconds(client, integration, task_queue, settings, slack_api):
+    settings.QUOTA_CHECK_FAILURE_MODE = "open"
+    envelope = mention_envelope()
+    workflow_id = mention_workflow_id(TEAM_ID, envelope["event_id"])
+    task_queue.append(workflow_id)
+    with blackholed_port() as port:
+        settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+        response, elapsed = timed_post(client, envelope)
+    assert response.status_code == 200 and response.json()["outcome"] == "started"
+    assert workflow_description(workflow_id).status.name == "RUNNING"
+    assert elapsed < 1.5, elapsed
+
+
+def test_blackholed_redis_fails_closed_well_within_slacks_three_seconds(client, integration, task_queue, settings, slack_api):
+    settings.QUOTA_CHECK_FAILURE_MODE = "closed"
+    envelope = mention_envelope()
+    with blackholed_port() as port:
+        settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+        response, elapsed = timed_post(client, envelope)
+    assert response.status_code == 200 and response.json()["outcome"] == "refused_quota_unknown"
+    [post] = slack_api.calls_to("chat.postMessage")
+    assert "try again shortly" in post.args["text"]
+    assert workflow_description(mention_workflow_id(TEAM_ID, envelope["event_id"])) is None
+    assert elapsed < 1.5, elapsed
+
+
+def test_stopped_temporal_is_a_503_well_within_slacks_three_seconds(client, integration, settings, slack_api):
+    from tests.conftest import free_port
+
+    settings.TEMPORAL_ADDRESS = f"127.0.0.1:{free_port()}"  # nothing listens: Temporal is down
+    response, elapsed = timed_post(client, mention_envelope())
+    assert response.status_code == 503 and response.json()["error"] == "temporarily_unavailable"
+    assert slack_api.calls == []
+    assert elapsed < 1.5, elapsed
+
+
+def test_redis_down_in_closed_mode_says_try_again_once_per_event_however_often_slack_delivers(
+    client, integration, task_queue, settings, slack_api
+):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.QUOTA_CHECK_FAILURE_MODE = "closed"
+    envelope = mention_envelope()
+    for retry in range(4):
+        headers = {"HTTP_X_SLACK_RETRY_NUM": str(retry), "HTTP_X_SLACK_RETRY_REASON": "http_timeout"} if retry else {}
+        response = post_event(client, envelope, headers=headers)
+        assert response.status_code == 200 and response.json()["outcome"] == "refused_quota_unknown"
+    [post] = slack_api.calls_to("chat.postMessage")
+    assert "try again shortly" in post.args["text"]
+    # Another mention is another event: it gets its own reply.
+    assert post_event(client, mention_envelope()).status_code == 200
+    assert len(slack_api.calls_to("chat.postMessage")) == 2
+
+
+class TcpRelay:
+    """A loopback relay to another address that can be stopped: Temporal "going away" under a connected client."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(64)
+        self.address = f"127.0.0.1:{self.server.getsockname()[1]}"
+        self.sockets: list[socket.socket] = []
+        self.stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stopped:
+            try:
+                downstream, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.sockets += [downstream, upstream]
+            for a, b in ((downstream, upstream), (upstream, downstream)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_RDWR)
+
+    def stop(self) -> None:
+        """Stop answering: connections are cut and new ones refused (the port is closed)."""
+        self.stopped = True
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close alone would not
+        self.server.close()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+def test_temporal_stopping_under_a_connected_webhook_is_a_503_well_within_slacks_three_seconds(
+    client, integration, task_queue, settings, temporal, slack_api
+):
+    relay = TcpRelay(temporal.address)
+    settings.TEMPORAL_ADDRESS = relay.address
+    first = mention_envelope()
+    task_queue.append(mention_workflow_id(TEAM_ID, first["event_id"]))
+    assert post_event(client, first).json()["outcome"] == "started"  # connected through the relay
+    relay.stop()
+    response, elapsed = timed_post(client, mention_envelope())
+    assert response.status_code == 503 and response.json()["error"] == "temporarily_unavailable"
+    assert elapsed < 1.5, elapsed
+
+
+def test_temporal_that_accepts_but_never_answers_is_a_503_well_within_slacks_three_seconds(client, integration, settings, slack_api):
+    with blackholed_port() as port:
+        settings.TEMPORAL_ADDRESS = f"127.0.0.1:{port}"
+        response, elapsed = timed_post(client, mention_envelope())
+    assert response.status_code == 503
+    assert elapsed < 1.5, elapsed
