@@ -164,3 +164,51 @@ def test_interactivity_rejects_get_and_oversized_bodies(client):
     assert client.get("/slack/interactivity").status_code == 405
     body = b"payload=" + b"x" * (1024 * 1024 + 1)
     assert client.post("/slack/interactivity", data=body, content_type="application/x-www-form-urlencoded", **sign(body)).status_code == 413
+
+
+# --- Only what the picker offered, checked before the message is touched ----------------------------
+
+
+@pytest.mark.parametrize("field", ["team", "container", "user", "channel", "message"])
+def test_payload_whose_objects_are_plain_strings_is_400(client, waiting_workflow, slack_api, field):
+    payload = click(waiting_workflow)
+    payload[field] = "just-a-string"
+    if field == "channel":
+        payload["container"].pop("channel_id")
+    if field == "message":
+        payload["container"].pop("message_ts")
+    response = post_interaction(client, payload)
+    assert response.status_code == 400
+    assert response.json()["error"] == "malformed_request"
+    assert signals_received(waiting_workflow) == []
+    assert slack_api.calls == []
+
+
+def test_signed_click_naming_a_repository_that_was_not_offered_leaves_the_picker_alone(client, waiting_workflow, slack_api):
+    payload = click(waiting_workflow)
+    payload["actions"][0]["value"] = json.dumps({"workflow_id": waiting_workflow, "repository": "evil/repo"})
+    response = post_interaction(client, payload)
+    assert response.status_code == 200
+    assert signals_received(waiting_workflow) == []
+    assert slack_api.calls_to("chat.update") == []  # the picker keeps its buttons: others can still pick
+    [note] = slack_api.calls_to("chat.postEphemeral")
+    assert note.args["user"] == "U111" and "isn't one of the repositories" in note.args["text"]
+
+    # A real choice still goes through afterwards.
+    assert post_interaction(client, click(waiting_workflow, repository="acme/web")).status_code == 200
+    assert signals_received(waiting_workflow) == [("repo_selected", ["acme/web"])]
+    [update] = slack_api.calls_to("chat.update")
+    assert update.args["text"] == "<@U111> picked *acme/web*."
+
+
+def test_click_from_another_channel_than_the_picker_is_refused(client, waiting_workflow, slack_api):
+    payload = click(waiting_workflow)
+    payload["container"]["channel_id"] = "C999"
+    assert post_interaction(client, payload).status_code == 200
+    assert signals_received(waiting_workflow) == []
+    assert slack_api.calls_to("chat.update") == []
+
+
+def test_actions_that_is_not_a_list_is_acknowledged_and_ignored(client, integration, slack_api):
+    assert post_interaction(client, {"type": "block_actions", "team": {"id": TEAM_ID}, "actions": 5}).status_code == 200
+    assert slack_api.calls == []
