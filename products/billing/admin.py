@@ -63,7 +63,7 @@ class QuotaLimitChangeAdmin(admin.ModelAdmin):
         "created_at",
         "project",
         "resource",
-        "state",
+        "action",
         "old_limited_until",
         "new_limited_until",
         "who",
@@ -77,6 +77,7 @@ class QuotaLimitChangeAdmin(admin.ModelAdmin):
         "created_at",
         "project",
         "resource",
+        "action",
         "state",
         "old_limited_until",
         "new_limited_until",
@@ -85,6 +86,11 @@ class QuotaLimitChangeAdmin(admin.ModelAdmin):
         "actor_label",
     ]
     readonly_fields = fields
+
+    @admin.display(description="action")
+    def action(self, obj: QuotaLimitChange) -> str:
+        """Limited, lifted, suspended or suspension lifted: a clear or an automatic lift is not "limited"."""
+        return obj.action
 
     @admin.display(description="by")
     def who(self, obj: QuotaLimitChange) -> str:
@@ -110,7 +116,8 @@ class LimitUntilForm(forms.Form):
         label="Limited until",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"],
-        help_text=f"Time zone: {timezone.get_default_timezone_name()}. Must be in the future.",
+        help_text=f"Time zone: {timezone.get_default_timezone_name()}. Must be in the future. The limit holds "
+        "until then: the quota recomputation keeps it (as the project's 'always limit' override).",
     )
     reason = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
@@ -174,7 +181,7 @@ class ProjectQuotaAdminMixin:
                 (
                     _format_time(c.created_at),
                     c.resource,
-                    c.state,
+                    c.action,
                     _format_time(c.old_limited_until),
                     _format_time(c.new_limited_until),
                     c.who,
@@ -185,7 +192,7 @@ class ProjectQuotaAdminMixin:
         )
         link = reverse("admin:billing_quotalimitchange_changelist") + "?" + urlencode({"project__id__exact": obj.pk})
         return format_html(
-            '<table class="quota-changes"><thead><tr><th>when</th><th>resource</th><th>state</th>'
+            '<table class="quota-changes"><thead><tr><th>when</th><th>resource</th><th>action</th>'
             "<th>old until</th><th>new until</th><th>by</th><th>reason</th></tr></thead>"
             '<tbody>{}</tbody></table><p><a href="{}">Full audit log for this project</a></p>',
             rows,

@@ -20,7 +20,7 @@ class ResourceAllowanceInline(admin.TabularInline):
 class BillingPlanAdmin(admin.ModelAdmin):
     list_display = ["organization", "name", "period_start", "period_end", "period_months", "updated_at"]
     search_fields = ["organization__name", "name"]
-    raw_id_fields = ["organization"]
+    autocomplete_fields = ["organization"]
     inlines = [ResourceAllowanceInline]
     fieldsets = [
         (None, {"fields": ["organization", "name"]}),
@@ -37,10 +37,14 @@ class BillingPlanAdmin(admin.ModelAdmin):
 
 @admin.register(QuotaOverride)
 class QuotaOverrideAdmin(admin.ModelAdmin):
-    list_display = ["organization", "resource", "mode", "reason", "created_by", "created_at"]
+    """Organization-wide overrides, and single-project ones (a limit set by hand is one, until its time)."""
+
+    list_display = ["organization", "project", "resource", "mode", "until", "reason", "created_by", "created_at"]
     list_filter = ["mode", "resource"]
-    search_fields = ["organization__name", "reason"]
-    raw_id_fields = ["organization", "created_by"]
+    list_select_related = ["organization", "project", "created_by"]
+    search_fields = ["organization__name", "project__name", "reason"]
+    autocomplete_fields = ["organization", "project"]
+    fields = ["organization", "project", "resource", "mode", "until", "reason", "created_by", "created_at"]
     readonly_fields = ["created_by", "created_at"]
 
     def save_model(self, request, obj, form, change) -> None:

@@ -4,8 +4,10 @@ Each threshold is announced once per organization and billing period. The record
 an alert (`UsageAlert`, unique on organization, resource, period start and
 threshold) is written first, with INSERT ... ON CONFLICT DO NOTHING RETURNING, so
 only the run whose insert won posts; a new period has a new start and re-arms both
-thresholds. Messages go out after that commit, to the alerts channel configured on
-the organization's Slack integrations, or to the log when none is configured.
+thresholds. Messages go out after that commit through the `usage_alert_due` signal:
+the receivers (the Slack app posts to the alerts channel of the organization's
+integrations) say where they delivered it; when none delivered anywhere, the alert is
+written to the log.
 
 When one run finds several thresholds newly crossed (usage jumped from 50 % to
 120 %), all are recorded and one message, for the highest, is posted.
@@ -19,9 +21,12 @@ from datetime import datetime
 from django.conf import settings
 from django.db import connection, transaction
 
+from products.accounts.facade import Organization
+
 from .models import UsageAlert
 from .plans import OrgTerms
 from .quota_limiting import QuotaResource
+from .signals import SENDER, usage_alert_due
 
 logger = logging.getLogger(__name__)
 
@@ -173,45 +178,32 @@ def alert_text(alert: AlertToSend, organization_name: str) -> str:
 
 
 def _notify(alerts: list[AlertToSend]) -> dict[int, list[str]]:
-    """Post each alert to its organization's alerts channels (or log it); return where each went."""
-    from products.accounts.models import Organization
-
+    """Announce each alert through `usage_alert_due` (or log it); return where each went."""
     names = dict(Organization.objects.filter(pk__in=[a.organization_id for a in alerts]).values_list("pk", "name"))
-    integrations = _integrations_with_alerts_channel([a.organization_id for a in alerts])
     delivered: dict[int, list[str]] = {}
     for alert in alerts:
         text = alert_text(alert, names.get(alert.organization_id, f"Organization #{alert.organization_id}"))
-        targets = integrations.get(alert.organization_id, [])
-        if not targets:
-            logger.warning("usage alert (no Slack alerts channel configured) org=%s: %s", alert.organization_id, text)
-            delivered[alert.organization_id] = ["log"]
-            continue
-        for integration in targets:
-            channel = integration.alerts_channel
-            try:
-                from products.slack_app.slack_client import get_slack_client
-
-                get_slack_client(integration).chat_postMessage(channel=channel, text=text)
-                delivered.setdefault(alert.organization_id, []).append(channel)
-            except Exception:
-                logger.exception("could not post the usage alert for org %s to %s", alert.organization_id, channel)
-                delivered.setdefault(alert.organization_id, []).append(f"failed: {channel}")
+        delivered[alert.organization_id] = deliver_alert(alert.organization_id, text)
     return delivered
 
 
-def _integrations_with_alerts_channel(org_ids: list[int]) -> dict[int, list]:
-    """Return {organization_id: [Slack integrations with an alerts channel]}, one per workspace and channel."""
-    try:
-        from products.slack_app.models import Integration
-    except ImportError:  # the Slack app is not installed: log only
-        return {}
-    result: dict[int, list] = {}
-    seen: set[tuple[int, str, str]] = set()
-    for integration in Integration.objects.filter(project__organization_id__in=org_ids).select_related("project"):
-        channel = integration.alerts_channel
-        org_id = integration.project.organization_id
-        key = (org_id, integration.integration_id, channel or "")
-        if channel and key not in seen:
-            seen.add(key)
-            result.setdefault(org_id, []).append(integration)
-    return result
+def deliver_alert(organization_id: int, text: str) -> list[str]:
+    """Send `text` to every receiver of `usage_alert_due`; return where it went ("log" when nowhere)."""
+    where: list[str] = []
+    for receiver, result in usage_alert_due.send_robust(sender=SENDER, organization_id=organization_id, text=text):
+        if isinstance(result, Exception):
+            logger.error(
+                "could not post the usage alert for org %s: %s raised %r",
+                organization_id, getattr(receiver, "__qualname__", receiver), result, exc_info=result,
+            )
+            where.append(f"failed: {getattr(receiver, '__name__', 'receiver')}")
+            continue
+        for destination in result or []:
+            where.append(str(destination))
+            if str(destination).startswith("failed:"):
+                channel = str(destination).removeprefix("failed:").strip()
+                logger.warning("could not post the usage alert for org %s to %s", organization_id, channel)
+    if not any(not w.startswith("failed:") for w in where):
+        reason = "every delivery failed" if where else "nowhere to deliver it, e.g. no Slack alerts channel configured"
+        logger.warning("usage alert (%s) org=%s: %s", reason, organization_id, text)
+    return where or ["log"]

@@ -6,7 +6,7 @@ from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from products.accounts.api import ProjectScopedAPIView
+from products.accounts.facade import ProjectScopedAPIView
 
 from . import quota_limiting as ql
 from .serializers import QuotaLimitsResponseSerializer, quota_limits_payload

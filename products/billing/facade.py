@@ -1,19 +1,40 @@
 """The billing product's public module: the only one other products and `temporal/` import.
 
 Quota state (`is_team_limited` is the one answer to "is this project limited for this
-resource"), operator changes to it, and usage recording.
+resource"; `get_quota_status` reads every resource at once), operator changes to it,
+usage recording (`record_usage_events` stores events the caller has already validated,
+working out their credits with `credits_for_cost`), and the `usage_alert_due` signal,
+which billing sends when an organization should be told about its usage and which
+other products (the Slack app) answer by delivering the text.
+
+Billing depends on `products.accounts` only; it never imports another product.
 """
 from __future__ import annotations
 
-from .quota_limiting import QuotaResource, QuotaStateUnavailable, is_team_limited
+from .quota_limiting import (
+    QuotaResource,
+    QuotaStateUnavailable,
+    ResourceQuotaStatus,
+    get_quota_status,
+    is_team_limited,
+)
 from .services import Actor, QuotaChangeError, clear_quota_limit, set_quota_limit
+from .signals import usage_alert_due
+from .usage import CheckedUsageEvent, RecordedUsage, credits_for_cost, record_usage_events
 
 __all__ = [
     "Actor",
+    "CheckedUsageEvent",
     "QuotaChangeError",
     "QuotaResource",
     "QuotaStateUnavailable",
+    "RecordedUsage",
+    "ResourceQuotaStatus",
     "clear_quota_limit",
+    "credits_for_cost",
+    "get_quota_status",
     "is_team_limited",
+    "record_usage_events",
     "set_quota_limit",
+    "usage_alert_due",
 ]

@@ -1,21 +1,27 @@
 """Billing records kept in the database: the audit log of quota-state changes."""
 from __future__ import annotations
 
+from datetime import datetime
+from datetime import timezone as dt_timezone
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from .quota_limiting import QuotaResource
+from .periods import check_allowance, period_containing
+from .quota_limiting import STATE_LIMITED, STATE_SUSPENDED, QuotaResource
 
 RESOURCE_CHOICES = [(r.value, r.value) for r in QuotaResource]
+AI_CREDIT_UNIT = "AI credits for ai_credits (1 credit = $0.01 of model cost, markup included)"
 
 
 class QuotaLimitChange(models.Model):
     """One change to a project's quota state, by an operator or a job. Never edited."""
 
     class State(models.TextChoices):
-        LIMITED = "limited", "limited"
-        SUSPENDED = "suspended", "suspended (grace period)"
+        LIMITED = STATE_LIMITED, "limited"
+        SUSPENDED = STATE_SUSPENDED, "suspended (grace period)"
 
     project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="quota_limit_changes")
     resource = models.CharField(max_length=64, choices=RESOURCE_CHOICES)
@@ -34,7 +40,21 @@ class QuotaLimitChange(models.Model):
         indexes = [models.Index(fields=["project", "resource", "-created_at"])]
 
     def __str__(self) -> str:
-        return f"{self.project} {self.resource}: {self.old_limited_until} -> {self.new_limited_until}"
+        if self.new_limited_until is None:
+            was = f" (was until {_utc(self.old_limited_until)})" if self.old_limited_until else ""
+            return f"{self.project} {self.resource}: {self.action}{was}"
+        return f"{self.project} {self.resource}: {self.action} until {_utc(self.new_limited_until)}"
+
+    @property
+    def action(self) -> str:
+        """What the change did: "limited", "lifted", "suspended" or "suspension lifted".
+
+        A row with no new limited-until time is a lift (by an operator's clear or by the
+        recomputation); the state says which of the two sets it was in.
+        """
+        if self.state == self.State.SUSPENDED:
+            return "suspended" if self.new_limited_until else "suspension lifted"
+        return "limited" if self.new_limited_until else "lifted"
 
     @property
     def who(self) -> str:
@@ -56,7 +76,7 @@ class BillingPlan(models.Model):
     """
 
     organization = models.OneToOneField("accounts.Organization", on_delete=models.CASCADE, related_name="billing_plan")
-    name = models.CharField(max_length=100, default="default")
+    name = models.CharField(max_length=100, default="default", help_text="What the plan is called, e.g. Team.")
     period_anchor = models.DateTimeField(
         null=True, blank=True, help_text="Periods are counted from here. Empty: the organization's creation time."
     )
@@ -67,13 +87,13 @@ class BillingPlan(models.Model):
 
     class Meta:
         ordering = ["organization__name", "id"]
+        verbose_name = "billing plan"
 
     def __str__(self) -> str:
-        return f"{self.name} plan of {self.organization}"
+        # The admin titles this "Change billing plan"; repeating "plan" here read as "plan plan".
+        return f"{self.name} ({self.organization})"
 
     def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
         if self.period_months < 1:
             raise ValidationError({"period_months": "A billing period is at least one month."})
         if (self.period_start is None) != (self.period_end is None):
@@ -83,8 +103,6 @@ class BillingPlan(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         if self.period_start is None or self.period_end is None:
-            from .plans import period_containing
-
             anchor = self.period_anchor or self.organization.created_at
             self.period_start, self.period_end = period_containing(anchor, self.period_months, timezone.now())
         super().save(*args, **kwargs)
@@ -101,22 +119,26 @@ class ResourceAllowance(models.Model):
 
     plan = models.ForeignKey(BillingPlan, on_delete=models.CASCADE, related_name="allowances")
     resource = models.CharField(max_length=64, choices=RESOURCE_CHOICES)
-    allowance = models.BigIntegerField(null=True, blank=True, help_text="Per period; empty = unlimited.")
-    overage_buffer = models.BigIntegerField(default=0, help_text="Extra usage tolerated before limiting.")
+    allowance = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text=f"Per billing period, in the resource's unit: {AI_CREDIT_UNIT}; billable events for "
+        "llm_events. Empty = unlimited.",
+    )
+    overage_buffer = models.BigIntegerField(
+        default=0, help_text="Extra usage tolerated before limiting, in the same unit (AI credits for ai_credits)."
+    )
     grace_period_days = models.PositiveSmallIntegerField(default=0, help_text="Not allowed for ai_credits.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["plan", "resource"], name="unique_plan_resource_allowance")]
         ordering = ["plan_id", "resource"]
+        verbose_name = "allowance"
 
     def __str__(self) -> str:
         return f"{self.resource}: {'unlimited' if self.allowance is None else self.allowance}"
 
     def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
-        from .plans import check_allowance
-
         try:
             check_allowance(self.resource, self.allowance, self.overage_buffer, self.grace_period_days)
         except ValueError as exc:
@@ -124,25 +146,67 @@ class ResourceAllowance(models.Model):
 
 
 class QuotaOverride(models.Model):
-    """An operator's decision that beats the figures: never limit, or always limit."""
+    """An operator's decision that beats the figures: never limit, or always limit.
+
+    It covers every project of the organization, or with `project` just that one. A limit
+    set by hand (`manage.py quota_limits set`, the admin's "Limit AI credits until …") is
+    recorded as the project's "always limit" until its time, so the recomputation keeps
+    it instead of lifting it minutes later; clearing the limit removes that override.
+    With `until` an override applies until then (an "always limit" then limits until that
+    time); without, until it is removed (an "always limit" limits until the period ends).
+    """
 
     class Mode(models.TextChoices):
         NEVER_LIMIT = "never_limit", "never limit"
         ALWAYS_LIMIT = "always_limit", "always limit"
 
     organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="quota_overrides")
+    project = models.ForeignKey(
+        "accounts.Project",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="quota_overrides",
+        help_text="Empty: every project of the organization.",
+    )
     resource = models.CharField(max_length=64, choices=RESOURCE_CHOICES)
     mode = models.CharField(max_length=16, choices=Mode.choices)
+    until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The override ends at this time (an 'always limit' limits until then). Empty: until removed.",
+    )
     reason = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["organization", "resource"], name="unique_org_resource_override")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "resource"],
+                condition=models.Q(project__isnull=True),
+                name="unique_org_resource_override",
+            ),
+            models.UniqueConstraint(
+                fields=["project", "resource"],
+                condition=models.Q(project__isnull=False),
+                name="unique_project_resource_override",
+            ),
+        ]
         ordering = ["organization_id", "resource"]
 
     def __str__(self) -> str:
-        return f"{self.organization} {self.resource}: {self.get_mode_display()}"
+        whom = f"{self.project}" if self.project_id else f"{self.organization}"
+        until = f" until {_utc(self.until)}" if self.until else ""
+        return f"{whom} {self.resource}: {self.get_mode_display()}{until}"
+
+    def applies_at(self, now: datetime) -> bool:
+        """Say whether the override is in force at `now` (an expired one is ignored)."""
+        return self.until is None or self.until > now
+
+    def clean(self) -> None:
+        if self.project_id and self.organization_id and self.project.organization_id != self.organization_id:
+            raise ValidationError({"project": "The project belongs to another organization."})
 
 
 class UsageEvent(models.Model):
@@ -211,3 +275,7 @@ class UsageAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization} {self.resource} {self.threshold}% ({self.period_start:%Y-%m-%d})"
+
+
+def _utc(moment: datetime | None) -> str:
+    return "-" if moment is None else f"{moment.astimezone(dt_timezone.utc):%Y-%m-%d %H:%M} UTC"

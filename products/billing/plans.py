@@ -1,62 +1,35 @@
-"""Billing periods and allowances: what each organization may use, and over what time.
+"""What each organization may use, and over what time: `load_org_terms` reads it for the recomputation.
 
-Pure functions (no queries) for period arithmetic and allowance checks, plus
-`load_org_terms`, which reads every organization's terms in a fixed number of queries
-for the recomputation.
+`load_org_terms` reads every organization's period, allowances, overrides and project
+tokens in a fixed number of queries. The pure period arithmetic and allowance rules
+live in `periods.py` (re-exported here, where callers have always found them).
 """
 from __future__ import annotations
 
-import calendar
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .quota_limiting import QuotaResource
+from products.accounts.facade import Organization, Project
 
-# Resources that may not have a grace period: running out of AI credits stops work at once.
-NO_GRACE_RESOURCES = frozenset({QuotaResource.AI_CREDITS.value})
-RESOURCE_NAMES = frozenset(r.value for r in QuotaResource)
-OVERRIDE_MODES = frozenset({"never_limit", "always_limit"})
+from .models import BillingPlan, QuotaOverride, ResourceAllowance
+from .periods import NO_GRACE_RESOURCES, RESOURCE_NAMES, add_months, check_allowance, period_containing
 
+__all__ = [
+    "NO_GRACE_RESOURCES",
+    "OVERRIDE_MODES",
+    "RESOURCE_NAMES",
+    "Allowance",
+    "OrgTerms",
+    "ProjectOverride",
+    "add_months",
+    "check_allowance",
+    "load_org_terms",
+    "period_containing",
+    "terms_for_plan",
+]
 
-def add_months(moment: datetime, months: int) -> datetime:
-    """Return `moment` moved by `months` calendar months, clamping the day (Jan 31 + 1 = Feb 28/29)."""
-    month_index = moment.month - 1 + months
-    year, month = moment.year + month_index // 12, month_index % 12 + 1
-    day = min(moment.day, calendar.monthrange(year, month)[1])
-    return moment.replace(year=year, month=month, day=day)
-
-
-def period_containing(anchor: datetime, months: int, now: datetime) -> tuple[datetime, datetime]:
-    """Return the `[start, end)` period of `months` months, counted from `anchor`, that contains `now`.
-
-    Each boundary is computed from the anchor (never from the previous boundary), so
-    an anchor on the 31st gives periods ending on the 31st whenever the month has one.
-    Boundaries are whole seconds, like the Redis scores that record them.
-    """
-    months = max(1, months)
-    anchor = anchor.replace(microsecond=0)
-    if now < anchor:
-        return anchor, add_months(anchor, months)
-    elapsed = (now.year - anchor.year) * 12 + (now.month - anchor.month)
-    k = max(0, elapsed // months - 1)
-    while add_months(anchor, (k + 1) * months) <= now:
-        k += 1
-    return add_months(anchor, k * months), add_months(anchor, (k + 1) * months)
-
-
-def check_allowance(resource: str, allowance: int | None, overage_buffer: int, grace_period_days: int) -> None:
-    """Raise ValueError, saying why, when an allowance row cannot be applied."""
-    if resource not in RESOURCE_NAMES:
-        raise ValueError(f"unknown resource {resource!r} in an allowance.")
-    if allowance is not None and allowance < 0:
-        raise ValueError(f"{resource}: the allowance cannot be negative ({allowance}).")
-    if overage_buffer is None or overage_buffer < 0:
-        raise ValueError(f"{resource}: the overage buffer cannot be negative ({overage_buffer}).")
-    if grace_period_days and resource in NO_GRACE_RESOURCES:
-        raise ValueError(f"{resource} has no grace period (got {grace_period_days} days).")
-    if grace_period_days is not None and grace_period_days < 0:
-        raise ValueError(f"{resource}: the grace period cannot be negative.")
+OVERRIDE_MODES = frozenset(QuotaOverride.Mode.values)
 
 
 @dataclass(frozen=True)
@@ -70,6 +43,14 @@ class Allowance:
         return self.allowance is None
 
 
+@dataclass(frozen=True)
+class ProjectOverride:
+    """An override for one project (a limit set by hand is an "always limit" until its time)."""
+
+    mode: str
+    until: datetime | None = None
+
+
 @dataclass
 class OrgTerms:
     """Everything the recomputation needs to know about one organization, already loaded."""
@@ -81,7 +62,11 @@ class OrgTerms:
     # The stored period, when it has ended and must move on (None when current).
     rolled_from: tuple[datetime, datetime] | None = None
     allowances: dict[str, Allowance] = field(default_factory=dict)
+    # Organization-wide overrides in force: resource -> mode, and the end of the time-bound ones.
     overrides: dict[str, str] = field(default_factory=dict)
+    override_until: dict[str, datetime] = field(default_factory=dict)
+    # Single-project overrides in force: resource -> {project_id: override}.
+    project_overrides: dict[str, dict[int, ProjectOverride]] = field(default_factory=dict)
     invalid: list[str] = field(default_factory=list)
     project_tokens: list[tuple[int, str]] = field(default_factory=list)
 
@@ -105,11 +90,10 @@ def terms_for_plan(organization_id: int, org_created_at: datetime, plan, now: da
 
 
 def load_org_terms(now: datetime, organization_ids: list[int] | None = None) -> dict[int, OrgTerms]:
-    """Load every organization's period, allowances, overrides and project tokens: five queries in all."""
-    from products.accounts.models import Organization, Project
+    """Load every organization's period, allowances, overrides and project tokens: five queries in all.
 
-    from .models import BillingPlan, QuotaOverride, ResourceAllowance
-
+    Overrides that ended (`until` at or before `now`) are left out: they no longer apply.
+    """
     orgs = Organization.objects.all()
     plans = BillingPlan.objects.all()
     allowances = ResourceAllowance.objects.all()
@@ -147,13 +131,22 @@ def load_org_terms(now: datetime, organization_ids: list[int] | None = None) -> 
             continue
         org_terms.allowances[resource] = Allowance(allowance, buffer, grace)
 
-    for org_id, resource, mode in overrides.values_list("organization_id", "resource", "mode").iterator(chunk_size=10_000):
+    for org_id, project_id, resource, mode, until in overrides.values_list(
+        "organization_id", "project_id", "resource", "mode", "until"
+    ).iterator(chunk_size=10_000):
         if org_id not in terms:
             continue
         if resource not in RESOURCE_NAMES or mode not in OVERRIDE_MODES:
             terms[org_id].invalid.append(f"override {mode!r} for {resource!r} is not one the job understands.")
             continue
+        if until is not None and until <= now:
+            continue
+        if project_id is not None:
+            terms[org_id].project_overrides.setdefault(resource, {})[project_id] = ProjectOverride(mode, until)
+            continue
         terms[org_id].overrides[resource] = mode
+        if until is not None:
+            terms[org_id].override_until[resource] = until
 
     tokens: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for project_id, org_id, token in projects.order_by("pk").values_list("pk", "organization_id", "api_token").iterator(

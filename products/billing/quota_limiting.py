@@ -8,21 +8,29 @@ Layout (a contract shared with PostHog's other readers and writers):
 A project is limited for a resource while its score is greater than now. Expired
 members are ignored here and swept by the recomputation job.
 
+This module is the only one that knows the key layout and talks to Redis about quota
+state: operators' changes (`services`) and the recomputation (`recompute`) call its
+public functions.
+
 Nothing here caches in process: a limit set or lifted is seen by the very next
 check, by every process. Reads that fail because Redis is unreachable raise
 `QuotaStateUnavailable`; each caller decides whether to fail open or closed.
 """
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 
 import redis
 
 from posthog_app.redis_client import get_client
+
+logger = logging.getLogger(__name__)
 
 
 class QuotaResource(str, Enum):
@@ -57,6 +65,24 @@ class QuotaLimitingCaches(str, Enum):
 
 LIMITS = QuotaLimitingCaches.QUOTA_LIMITER_CACHE_KEY
 SUSPENDED = QuotaLimitingCaches.QUOTA_LIMITING_SUSPENDED_KEY
+
+# The audit log's states (`QuotaLimitChange.State`) and the set each one lives in: the one
+# place that maps a state to its sorted sets.
+STATE_LIMITED = "limited"
+STATE_SUSPENDED = "suspended"
+_CACHE_FOR_STATE = {STATE_LIMITED: LIMITS, STATE_SUSPENDED: SUSPENDED}
+STATES = tuple(_CACHE_FOR_STATE)
+
+# Members per ZADD/ZREM in a bulk write, so no single command carries an unbounded argument list.
+WRITE_CHUNK = 5_000
+
+
+def cache_for_state(state: str) -> QuotaLimitingCaches:
+    """Return the sorted-set family that holds `state` ("limited" or "suspended"); ValueError otherwise."""
+    try:
+        return _CACHE_FOR_STATE[str(state)]
+    except KeyError:
+        raise ValueError(f"Unknown quota state {state!r}; expected one of: {', '.join(STATES)}") from None
 
 
 class QuotaStateUnavailable(Exception):
@@ -129,6 +155,48 @@ def replace_limited_tokens(
     _call(run)
 
 
+@dataclass
+class QuotaStateChanges:
+    """Writes to apply together: {(resource, state): {token: score}} to add, {(resource, state): [tokens]} to remove."""
+
+    adds: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    removes: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+    def add(self, resource: str, state: str, token: str, score: int) -> None:
+        self.adds.setdefault((resource, state), {})[token] = score
+
+    def remove(self, resource: str, state: str, token: str) -> None:
+        self.removes.setdefault((resource, state), []).append(token)
+
+    def __bool__(self) -> bool:
+        return bool(self.adds or self.removes)
+
+
+def apply_quota_changes(changes: QuotaStateChanges) -> None:
+    """Apply every add and remove atomically (one MULTI/EXEC round trip), in chunks of `WRITE_CHUNK`.
+
+    Readers see the state before or after, never half of it. Raises
+    `QuotaStateUnavailable` when Redis is unreachable; nothing is written then.
+    """
+    if not changes:
+        return
+
+    def run(r: redis.Redis) -> None:
+        pipe = r.pipeline(transaction=True)
+        for (resource, state), mapping in changes.adds.items():
+            key = redis_key(QuotaResource(resource), cache_for_state(state))
+            items = list(mapping.items())
+            for i in range(0, len(items), WRITE_CHUNK):
+                pipe.zadd(key, dict(items[i : i + WRITE_CHUNK]))
+        for (resource, state), tokens in changes.removes.items():
+            key = redis_key(QuotaResource(resource), cache_for_state(state))
+            for i in range(0, len(tokens), WRITE_CHUNK):
+                pipe.zrem(key, *tokens[i : i + WRITE_CHUNK])
+        pipe.execute()
+
+    _call(run)
+
+
 # --- Readers -----------------------------------------------------------------------------
 
 
@@ -139,6 +207,23 @@ def list_limited_tokens(
     now = _now() if now is None else now
     rows = _call(lambda r: r.zrangebyscore(redis_key(resource, cache), f"({now}", "+inf", withscores=True))
     return {member.decode(): score for member, score in rows}
+
+
+def read_quota_sets(resources: Iterable[str]) -> dict[tuple[str, str], dict[str, float]]:
+    """Return {(resource, state): {token: score}} for whole sets of both states, expired members included.
+
+    One pipelined round trip however many resources (the recomputation's read).
+    """
+    keys = [(QuotaResource(resource).value, state) for resource in resources for state in STATES]
+
+    def run(r: redis.Redis) -> list:
+        pipe = r.pipeline(transaction=False)
+        for resource, state in keys:
+            pipe.zrangebyscore(redis_key(QuotaResource(resource), cache_for_state(state)), "-inf", "+inf", withscores=True)
+        return pipe.execute()
+
+    results = _call(run)
+    return {key: {member.decode(): score for member, score in rows} for key, rows in zip(keys, results)}
 
 
 def get_limited_until(
@@ -198,6 +283,28 @@ def get_quota_status(api_token: str, now: float | None = None) -> dict[QuotaReso
             suspended_until=to_datetime(suspended) if suspended is not None and suspended > now else None,
         )
     return status
+
+
+@contextmanager
+def exclusive_lock(name: str, timeout_seconds: int) -> Iterator[bool]:
+    """Hold the Redis lock `name` for the block if nobody else does; yield whether this caller got it.
+
+    The lock frees itself after `timeout_seconds` if its holder dies. Raises
+    `QuotaStateUnavailable` when Redis cannot be reached to take it.
+    """
+    lock = get_client().lock(name, timeout=timeout_seconds, blocking_timeout=0)
+    try:
+        acquired = lock.acquire(blocking=False)
+    except redis.RedisError as exc:
+        raise QuotaStateUnavailable(str(exc)) from exc
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            try:
+                lock.release()
+            except redis.RedisError:  # expired or Redis gone: the timeout frees it
+                logger.warning("could not release the Redis lock %s", name, exc_info=True)
 
 
 def _call(fn, timeout: float | None = None):

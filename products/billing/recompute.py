@@ -17,9 +17,20 @@ never silently unlimited) and is reported in the summary and the log.
 
 `ai_credits` is managed for every organization. Another resource is managed for an
 organization only when its plan has an allowance for it (`llm_events` is metered too:
-the number of billable events) or an operator override names it. Other limits (set by hand or by PostHog) are never touched, except that
-expired members are swept from the sets read. Removing an "always limit" override on an
-unmetered resource leaves that limit to run out at the period end (or to be lifted by hand).
+the number of billable events) or an organization-wide operator override names it.
+Other limits (set by PostHog, or by hand on another resource) are never touched, except
+that expired members are swept from the sets read. Removing an "always limit" override
+on an unmetered resource leaves that limit to run out at the period end (or to be
+lifted by hand).
+
+Overrides are respected while they are in force (no `until`, or `until` still ahead) and
+ignored once they end. A single-project override beats its organization's decision for
+that project: a limit set by hand (`quota_limits set`, the admin action) is such an
+"always limit" until its time, so it holds until then; if the figures limit the project
+for longer, the longer limit wins.
+
+Redis is reached only through `quota_limiting`'s public functions (one read, one
+MULTI/EXEC write, the run's lock).
 """
 from __future__ import annotations
 
@@ -28,15 +39,15 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from posthog_app.redis_client import get_client
-
 from . import quota_limiting as ql
+from .alerts import send_usage_alerts
 from .models import BillingPlan, QuotaLimitChange, QuotaOverride
-from .plans import OrgTerms, load_org_terms
+from .plans import OrgTerms, ProjectOverride, load_org_terms
 from .usage import METERED_RESOURCES, billable_usage_by_org
 
 logger = logging.getLogger(__name__)
@@ -44,16 +55,14 @@ logger = logging.getLogger(__name__)
 ACTOR_LABEL = "update_quota_limits"
 LOCK_KEY = "billing:update-quota-limits:lock"
 LOCK_TIMEOUT_SECONDS = 15 * 60
-REDIS_CHUNK = 5_000
 AUDIT_BATCH = 5_000
 
 # Every organization's AI credits are managed here; other resources only where the plan
 # has an allowance for them or an operator override names them.
 ALWAYS_MANAGED = ql.QuotaResource.AI_CREDITS.value
 
-STATE_LIMITED = QuotaLimitChange.State.LIMITED.value
-STATE_SUSPENDED = QuotaLimitChange.State.SUSPENDED.value
-CACHE_FOR_STATE = {STATE_LIMITED: ql.LIMITS, STATE_SUSPENDED: ql.SUSPENDED}
+STATE_LIMITED = ql.STATE_LIMITED
+STATE_SUSPENDED = ql.STATE_SUSPENDED
 
 
 class InvalidPlan(ValueError):
@@ -138,16 +147,7 @@ class Decision:
 
 def read_quota_state(resources: Iterable[str]) -> dict[tuple[str, str], dict[str, float]]:
     """Return {(resource, state): {token: score}} for whole sets, expired members included; one round trip."""
-    keys = [(resource, state) for resource in resources for state in (STATE_LIMITED, STATE_SUSPENDED)]
-
-    def run(r):
-        pipe = r.pipeline(transaction=False)
-        for resource, state in keys:
-            pipe.zrangebyscore(ql.redis_key(ql.QuotaResource(resource), CACHE_FOR_STATE[state]), "-inf", "+inf", withscores=True)
-        return pipe.execute()
-
-    results = ql._call(run)
-    return {key: {member.decode(): score for member, score in rows} for key, rows in zip(keys, results)}
+    return ql.read_quota_sets(resources)
 
 
 # --- deciding ----------------------------------------------------------------------------
@@ -157,6 +157,10 @@ def _fmt_period(terms: OrgTerms) -> str:
     return f"{terms.period_start:%Y-%m-%d %H:%M}–{terms.period_end:%Y-%m-%d %H:%M} UTC"
 
 
+def _fmt_time(moment: datetime) -> str:
+    return f"{moment.astimezone(dt_timezone.utc):%Y-%m-%d %H:%M} UTC"
+
+
 def decide_resource(
     terms: OrgTerms, resource: str, usage: int, current: dict[tuple[str, str], dict[str, float]], now_ts: float
 ) -> Decision:
@@ -164,10 +168,17 @@ def decide_resource(
     period_end = int(terms.period_end.timestamp())
     period = _fmt_period(terms)
     override = terms.overrides.get(resource)
+    override_until = terms.override_until.get(resource)
+    until_text = f" until {_fmt_time(override_until)}" if override_until else ""
     if override == QuotaOverride.Mode.ALWAYS_LIMIT:
-        return Decision(STATE_LIMITED, period_end, f"Operator override 'always limit' ({resource} usage {usage:,}, period {period}).")
+        until = int(override_until.timestamp()) if override_until else period_end
+        return Decision(
+            STATE_LIMITED, until, f"Operator override 'always limit'{until_text} ({resource} usage {usage:,}, period {period})."
+        )
     if override == QuotaOverride.Mode.NEVER_LIMIT:
-        return Decision(None, None, f"Operator override 'never limit' ({resource} usage {usage:,}, period {period}).")
+        return Decision(
+            None, None, f"Operator override 'never limit'{until_text} ({resource} usage {usage:,}, period {period})."
+        )
     allowance = terms.allowances.get(resource)
     if allowance is None or allowance.unlimited:
         return Decision(None, None, f"No {resource} allowance (unlimited); usage {usage:,}, period {period}.")
@@ -181,8 +192,10 @@ def decide_resource(
     if not allowance.grace_period_days:
         return Decision(STATE_LIMITED, period_end, f"Over the allowance: {figures}; limited until the period ends.")
 
-    # With a grace period: suspended first, limited once the grace has run out.
-    tokens = [token for _, token in terms.project_tokens]
+    # With a grace period: suspended first, limited once the grace has run out. Projects
+    # limited by an override of their own say nothing about the organization's grace.
+    own = terms.project_overrides.get(resource, {})
+    tokens = [token for project_id, token in terms.project_tokens if project_id not in own]
     limited = current.get((resource, STATE_LIMITED), {})
     suspended = current.get((resource, STATE_SUSPENDED), {})
     if any(limited.get(t, 0) > now_ts for t in tokens):
@@ -199,6 +212,18 @@ def decide_resource(
     return Decision(
         STATE_SUSPENDED, grace_end, f"Over the allowance: {figures}; {allowance.grace_period_days}-day grace period starts."
     )
+
+
+def decide_for_project(override: ProjectOverride, org_decision: Decision | None, terms: OrgTerms) -> Decision:
+    """Apply a single project's override on top of its organization's decision (None: not managed)."""
+    if override.mode == QuotaOverride.Mode.NEVER_LIMIT:
+        until_text = f" until {_fmt_time(override.until)}" if override.until else ""
+        return Decision(None, None, f"Operator override 'never limit' for this project{until_text}.")
+    until = int(override.until.timestamp()) if override.until else int(terms.period_end.timestamp())
+    if org_decision is not None and org_decision.state == STATE_LIMITED and (org_decision.until or 0) > until:
+        return org_decision  # the figures limit it for longer than the operator did
+    held = f"until {_fmt_time(override.until)}" if override.until else "until the period ends"
+    return Decision(STATE_LIMITED, until, f"Limit set by hand, held {held} (operator override 'always limit' for this project).")
 
 
 def changes_for_org(
@@ -219,14 +244,22 @@ def changes_for_org(
         raise InvalidPlan(f"billing period ends before it starts ({_fmt_period(terms)})")
     changes: list[TokenChange] = []
     for resource in resources:
-        if resource != ALWAYS_MANAGED and resource not in terms.allowances and resource not in terms.overrides:
+        own = terms.project_overrides.get(resource, {})
+        managed = resource == ALWAYS_MANAGED or resource in terms.allowances or resource in terms.overrides
+        if not managed and not own:
             continue  # this organization's plan says nothing about it: someone else's limit, left alone
-        decision = decide_resource(terms, resource, usage.get(resource, 0), current, now_ts)
-        for state in (STATE_LIMITED, STATE_SUSPENDED):
-            want = decision.until if decision.state == state else None
-            scores = current.get((resource, state), {})
-            for project_id, token in terms.project_tokens:
-                have = scores.get(token)
+        org_decision = decide_resource(terms, resource, usage.get(resource, 0), current, now_ts) if managed else None
+        for project_id, token in terms.project_tokens:
+            override = own.get(project_id)
+            if override is not None:
+                decision = decide_for_project(override, org_decision, terms)
+            elif org_decision is not None:
+                decision = org_decision
+            else:
+                continue  # an unmanaged resource: only the projects with overrides are this job's
+            for state in (STATE_LIMITED, STATE_SUSPENDED):
+                want = decision.until if decision.state == state else None
+                have = current.get((resource, state), {}).get(token)
                 if want is None:
                     if have is None or have <= now_ts:
                         continue  # nothing to lift (an expired entry is left to the sweep)
@@ -263,27 +296,15 @@ def update_all_orgs_billing_quotas(
     started = time.monotonic()
     now = now or timezone.now()
     now_ts = now.timestamp()
-    lock = None
-    if not dry_run:
-        lock = get_client().lock(LOCK_KEY, timeout=LOCK_TIMEOUT_SECONDS, blocking_timeout=0)
-        try:
-            acquired = lock.acquire(blocking=False)
-        except Exception as exc:  # redis down
-            raise ql.QuotaStateUnavailable(str(exc)) from exc
-        if not acquired:
-            raise RecomputeAlreadyRunning("Another quota recomputation is running.")
-    try:
+    if dry_run:
         summary = _run(now, now_ts, dry_run, progress, on_start)
-    finally:
-        if lock is not None:
-            try:
-                lock.release()
-            except Exception:  # expired or Redis gone: the timeout frees it
-                logger.warning("could not release the quota recomputation lock", exc_info=True)
+    else:
+        with ql.exclusive_lock(LOCK_KEY, LOCK_TIMEOUT_SECONDS) as acquired:
+            if not acquired:
+                raise RecomputeAlreadyRunning("Another quota recomputation is running.")
+            summary = _run(now, now_ts, dry_run, progress, on_start)
 
     if send_alerts:
-        from .alerts import send_usage_alerts
-
         summary.alerts = send_usage_alerts(summary.terms, summary.usage, now, dry_run=dry_run)
     summary.duration_seconds = time.monotonic() - started
     logger.info(
@@ -301,7 +322,7 @@ def _run(now, now_ts, dry_run, progress, on_start) -> RecomputeSummary:
     usage = billable_usage_by_org({org_id: (t.period_start, t.period_end) for org_id, t in terms.items()})
     resources = list(METERED_RESOURCES)
     for t in terms.values():
-        for resource in t.overrides:
+        for resource in [*t.overrides, *t.project_overrides]:
             if resource not in resources:
                 resources.append(resource)
     current = read_quota_state(resources)
@@ -357,35 +378,20 @@ def _write(changes: list[TokenChange], sweeps: list[tuple[str, str, str]], rolle
     """Write the audit rows, the Redis differences and the rolled periods; all or nothing."""
     if not changes and not sweeps and not rolled:
         return
-    adds: dict[tuple[str, str], dict[str, int]] = {}
-    removes: dict[tuple[str, str], list[str]] = {}
+    redis_changes = ql.QuotaStateChanges()
     for c in changes:
         if c.new_score is None:
-            removes.setdefault((c.resource, c.state), []).append(c.api_token)
+            redis_changes.remove(c.resource, c.state, c.api_token)
         else:
-            adds.setdefault((c.resource, c.state), {})[c.api_token] = c.new_score
+            redis_changes.add(c.resource, c.state, c.api_token, c.new_score)
     for resource, state, token in sweeps:
-        removes.setdefault((resource, state), []).append(token)
+        redis_changes.remove(resource, state, token)
 
     with transaction.atomic():
         _roll_periods(rolled)
         _insert_audit_rows([c for c in changes if c.project_id is not None])
-
-        def run(r):
-            pipe = r.pipeline(transaction=True)
-            for (resource, state), mapping in adds.items():
-                key = ql.redis_key(ql.QuotaResource(resource), CACHE_FOR_STATE[state])
-                items = list(mapping.items())
-                for i in range(0, len(items), REDIS_CHUNK):
-                    pipe.zadd(key, dict(items[i : i + REDIS_CHUNK]))
-            for (resource, state), tokens in removes.items():
-                key = ql.redis_key(ql.QuotaResource(resource), CACHE_FOR_STATE[state])
-                for i in range(0, len(tokens), REDIS_CHUNK):
-                    pipe.zrem(key, *tokens[i : i + REDIS_CHUNK])
-            pipe.execute()
-
         # Last inside the transaction: if Redis refuses, the audit rows and period roll-over roll back.
-        ql._call(run)
+        ql.apply_quota_changes(redis_changes)
 
 
 def _roll_periods(rolled: list[OrgTerms]) -> None:

@@ -1,9 +1,10 @@
 """The LLM gateway product's public module: the only one other products and `temporal/` import.
 
 The product registry: which product is this (aliases resolved), and is its usage billable.
+The usage endpoint itself is reached over HTTP, not imported.
 """
 from __future__ import annotations
 
-from .products import ProductConfig, UnknownProduct, is_billable, resolve_product
+from .products import ProductConfig, UnknownProduct, is_billable, known_product_names, resolve_product
 
-__all__ = ["ProductConfig", "UnknownProduct", "is_billable", "resolve_product"]
+__all__ = ["ProductConfig", "UnknownProduct", "is_billable", "known_product_names", "resolve_product"]

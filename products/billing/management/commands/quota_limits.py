@@ -6,7 +6,9 @@
 
 WHEN is ISO-8601 (a time without a zone is UTC), a Unix timestamp, or relative to now:
 `+30m`, `+12h`, `+7d`. Changes go through `products.billing.services`, which writes Redis
-and the audit log together under the actor label "manage.py quota_limits".
+and the audit log together under the actor label "manage.py quota_limits". A limit set
+here holds until WHEN: the quota recomputation keeps it (it is recorded as the project's
+time-bound "always limit" override); `clear` lifts it and removes that override.
 Bad arguments end with a message on stderr and a non-zero exit.
 """
 from __future__ import annotations
@@ -18,10 +20,16 @@ import redis
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from products.accounts.models import Project
+from products.accounts.facade import Project
 from products.billing import quota_limiting as ql
 from products.billing.models import QuotaLimitChange
-from products.billing.services import Actor, QuotaChangeError, clear_quota_limit, set_quota_limit
+from products.billing.services import (
+    Actor,
+    QuotaChangeError,
+    clear_quota_limit,
+    organization_override,
+    set_quota_limit,
+)
 
 ACTOR_LABEL = "manage.py quota_limits"
 _RELATIVE = re.compile(r"^\+(\d+)([smhdw])$")
@@ -156,9 +164,12 @@ class Command(BaseCommand):
         except QuotaChangeError as exc:
             raise CommandError(f"--until {until!r} ({_time(when)}): {exc}") from exc
         verb = "Suspended" if suspended else "Limited"
+        holds = (
+            "" if suspended else " The quota recomputation keeps this limit until then; `clear` lifts it sooner."
+        )
         self.stdout.write(
             f"{verb} project #{target.pk} ({target.name}) for {res.value} until {_time(when)} "
-            f"(audit entry #{change.pk})."
+            f"(audit entry #{change.pk}).{holds}"
         )
 
     def handle_clear(self, *, project: str, resource: str, reason: str, suspended: bool, **_) -> None:
@@ -172,3 +183,9 @@ class Command(BaseCommand):
             f"Cleared the {res.value} {what} of project #{target.pk} ({target.name}); {was} "
             f"(audit entry #{change.pk})."
         )
+        override = None if suspended else organization_override(target, res)
+        if override is not None and override.mode == override.Mode.ALWAYS_LIMIT:
+            self.stdout.write(
+                f"Note: the organization's override 'always limit' for {res.value} will limit it again at the next "
+                "quota recomputation; remove it in the admin (Billing and quota limits > Quota overrides)."
+            )
