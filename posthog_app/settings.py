@@ -225,8 +225,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    # `<id:...>` (posthog_app/converters.py): an integer id; out of the 64-bit range it is a 404.
-    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0}},
+    # `<id:...>` (posthog_app/converters.py): an integer id; negative or out of the 64-bit range, a 404.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer"}},
     "ENUM_NAME_OVERRIDES": {
         "TaskRunStatusEnum": "products.tasks.models.TaskRun.Status",
     },

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, settings as hypothesis_settings
 from posthog_app.wsgi import application
 
 
+@pytest.mark.sqlite
 def test_schema_validates_without_warnings():
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", "/dev/null")
 
@@ -50,6 +51,7 @@ def caller(accounts, db, wsgi_in_test_transaction):
     return project, value
 
 
+@pytest.mark.sqlite
 @pytest.mark.django_db
 @schema.parametrize()
 @hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))

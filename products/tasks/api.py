@@ -44,6 +44,9 @@ _RUN_STATUS_REQUEST_SCHEMA = {
         }
     },
     "required": ["status"],
+    # Only `status`: an unknown field is a 400 naming it, not silently ignored (a runner that
+    # misspells a field, or sends one a later version will read, learns it at once).
+    "additionalProperties": False,
 }
 
 _AUTH_RESPONSES = {
@@ -211,7 +214,7 @@ class TaskRunStatusView(ProjectScopedAPIView):
         request={"application/json": _RUN_STATUS_REQUEST_SCHEMA},
         responses={
             200: TaskRunSerializer,
-            400: OpenApiResponse(TaskErrorSerializer, description="Missing or unknown `status`, or a malformed body."),
+            400: OpenApiResponse(TaskErrorSerializer, description="Missing or unknown `status`, an unknown field, or a malformed body."),
             403: OpenApiResponse(description="The key lacks scope `task:write`."),
             409: OpenApiResponse(TaskErrorSerializer, description="The run's current status does not allow it."),
             **_AUTH_RESPONSES,
@@ -223,6 +226,11 @@ class TaskRunStatusView(ProjectScopedAPIView):
         run = TaskRun.objects.filter(pk=run_id, task_id=task_id, task__project=project).first()
         if run is None:
             raise Http404("Run not found.")
+        unknown = sorted(set(request.data) - set(_RUN_STATUS_REQUEST_SCHEMA["properties"])) if isinstance(request.data, dict) else []
+        if unknown:
+            raise TaskAPIError(
+                400, f"Unknown field(s) {', '.join(map(repr, unknown))}; the body is {{\"status\": ...}} only.", "unknown_field"
+            )
         body = RunStatusUpdateSerializer(data=request.data)
         if not body.is_valid():
             raise TaskAPIError(400, _first_error(body.errors), "invalid_status" if "status" in body.errors else "invalid_request")

@@ -421,6 +421,59 @@ def test_malformed_json_is_400(setup):
     assert response.status_code == 400
 
 
+def test_an_unknown_field_is_400_naming_it(setup):
+    project, _, value, task = setup
+    run = task.runs.get()
+    response = patch(run_url(project.id, task.id, run.id), {"status": "in_progress", "stauts": "x"}, value)
+    assert response.status_code == 400 and "'stauts'" in response.json()["detail"]
+    assert response.json()["code"] == "unknown_field"
+    assert TaskRun.objects.get(pk=run.pk).status == Status.QUEUED
+
+
+# Bodies json.loads accepts but nothing downstream can handle: a 400 naming the problem (StrictJSONParser).
+HOSTILE_BODIES = {
+    "600 levels in an object": '{"status": "in_progress", "extra": ' + '{"a": ' * 600 + "1" + "}" * 600 + "}",
+    "100,000 levels of lists": "[" * 100_000 + "]" * 100_000,
+    "a lone surrogate": '{"status": "in_\\ud800progress"}',
+    "a lone surrogate in a key": '{"\\udfff": 1, "status": "in_progress"}',
+}
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("body", list(HOSTILE_BODIES.values()), ids=list(HOSTILE_BODIES))
+def test_too_deep_json_or_a_lone_surrogate_is_400_with_a_reason_and_changes_nothing(setup, body):
+    project, _, value, task = setup
+    run = task.runs.get()
+    response = APIClient().generic("PATCH", run_url(project.id, task.id, run.id), body.encode(),
+                                   content_type="application/json", **bearer(value))
+    assert response.status_code == 400, response.content
+    detail = response.json()["detail"]
+    assert "nested deeper than" in detail or "lone UTF-16 surrogates" in detail, detail
+    assert TaskRun.objects.get(pk=run.pk).status == Status.QUEUED
+
+
+TOO_BIG = 2**63  # one past the largest id any of our databases can hold
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("which", ["project", "task", "run"])
+def test_ids_beyond_64_bits_are_404_not_500_on_every_database(setup, which):
+    """schemathesis found PATCH .../tasks/23967913928378941440/runs/32352/ answering 500 on SQLite."""
+    project, _, value, task = setup
+    run = task.runs.get()
+    ids = {"project": project.id, "task": task.id, "run": run.id, which: TOO_BIG}
+    for big in (ids[which], 23967913928378941440, 10**40):
+        ids[which] = big
+        assert patch(run_url(ids["project"], ids["task"], ids["run"]), {"status": "in_progress"}, value).status_code == 404
+        if which != "run":
+            client = APIClient()
+            assert client.get(detail_url(ids["project"], ids["task"]), **bearer(value)).status_code == 404
+    # The largest id that fits still reaches the view (and is simply not found).
+    ids[which] = TOO_BIG - 1
+    assert patch(run_url(ids["project"], ids["task"], ids["run"]), {"status": "in_progress"}, value).status_code == 404
+    assert TaskRun.objects.get(pk=run.pk).status == Status.QUEUED
+
+
 def test_run_must_belong_to_the_task_and_the_task_to_the_project(setup, accounts):
     project, _, value, task = setup
     run = task.runs.get()
@@ -495,6 +548,7 @@ def fuzz_caller(accounts, db):
     signals.request_finished.connect(close_old_connections)
 
 
+@pytest.mark.sqlite
 @api_schema.parametrize()
 @hypothesis_settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 def test_task_endpoints_match_their_schema_on_real_tasks(case, fuzz_caller):
