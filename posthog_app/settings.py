@@ -30,13 +30,15 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", True)
+# Where `make run` keeps its state (SQLite database, Temporal's database, generated secret key).
+DEVDATA_DIR = Path(os.environ.get("DEVDATA_DIR") or BASE_DIR / ".devdata")
 
 # SECRET_KEY signs sessions and CSRF tokens, and (when SLACK_TOKEN_ENCRYPTION_KEY is unset)
 # derives the key that encrypts Slack bot tokens: a guessable one lets anyone forge both.
-# Unset, it is the key `make run` generated in .devdata/secret_key (when DATABASE_URL is unset
+# Unset, it is the key `make run` generated in DEVDATA_DIR/secret_key (when DATABASE_URL is unset
 # too, i.e. the embedded default, so `manage.py` in another terminal shares make run's key),
 # else a development default that only DEBUG accepts.
-DEV_SECRET_KEY_PATH = BASE_DIR / ".devdata" / "secret_key"
+DEV_SECRET_KEY_PATH = DEVDATA_DIR / "secret_key"
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-in-production"
 # Values that have been published (here, in docker-compose.yml, in examples): never accepted without DEBUG.
 KNOWN_DEFAULT_SECRET_KEYS = frozenset({DEV_SECRET_KEY, "change-me", "changeme", "secret", "django-insecure"})
@@ -125,9 +127,9 @@ TEMPLATES = [
 ]
 
 # Production, docker-compose and the tests set DATABASE_URL to PostgreSQL. Unset, it is
-# the embedded default of `make run` (a SQLite file under .devdata/), so that
+# the embedded default of `make run` (a SQLite file under DEVDATA_DIR, default .devdata/), so that
 # `.venv/bin/python manage.py ...` in another terminal sees the same data as `make run`.
-DEV_SQLITE_PATH = BASE_DIR / ".devdata" / "db.sqlite3"
+DEV_SQLITE_PATH = DEVDATA_DIR / "db.sqlite3"
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{DEV_SQLITE_PATH}"
 if DATABASE_URL.startswith("sqlite:") and "DATABASE_URL" not in os.environ:
     DEV_SQLITE_PATH.parent.mkdir(exist_ok=True)

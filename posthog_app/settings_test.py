@@ -4,7 +4,11 @@ Tests flush their Redis database, so they never use the development one (db 0).
 """
 import os
 
-from .settings import *  # noqa: F401,F403
+# The base settings refuse a missing or default SECRET_KEY when DEBUG is off (as it may be
+# in the environment running the tests); the tests use a long, test-only one.
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-" + "0123456789abcdef" * 4)
+
+from .settings import *  # noqa: F401,F403,E402
 
 # The suite runs on PostgreSQL (pytest-django creates test_<name>), never on the dev SQLite file.
 DATABASES = {
