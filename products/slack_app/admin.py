@@ -6,7 +6,7 @@ import re
 from django import forms
 from django.contrib import admin
 
-from .models import Integration, SlackThreadTaskMapping
+from .models import BotMessage, Integration, RepoPicker, SlackThreadTaskMapping
 
 REPOSITORY_RE = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 
@@ -70,3 +70,21 @@ class SlackThreadTaskMappingAdmin(admin.ModelAdmin):
     search_fields = ("channel", "thread_ts", "workflow_id", "mentioning_slack_user_id")
     raw_id_fields = ("project", "integration", "task", "task_run")
     readonly_fields = ("workflow_id", "reply_ts", "created_at", "updated_at")
+
+
+@admin.register(RepoPicker)
+class RepoPickerAdmin(admin.ModelAdmin):
+    list_display = ("id", "workflow_id", "channel", "message_ts", "answered_at", "created_at")
+    search_fields = ("workflow_id", "channel")
+    raw_id_fields = ("integration",)
+    readonly_fields = ("workflow_id", "channel", "thread_ts", "message_ts", "options", "answered_at", "created_at")
+
+
+@admin.register(BotMessage)
+class BotMessageAdmin(admin.ModelAdmin):
+    """The "post once" ledger: which bot message went out for which event step (read-only)."""
+
+    list_display = ("id", "key", "step", "channel", "ts", "created_at")
+    list_filter = ("step",)
+    search_fields = ("key", "channel")
+    readonly_fields = ("key", "step", "channel", "thread_ts", "ts", "created_at")

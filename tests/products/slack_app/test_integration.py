@@ -165,6 +165,8 @@ def test_admin_refuses_a_config_the_bot_cannot_route_with(admin_client, integrat
 def test_admin_pages_for_mappings_and_tasks_render(admin_client):
     for url in (
         "/admin/slack_app/slackthreadtaskmapping/",
+        "/admin/slack_app/repopicker/",
+        "/admin/slack_app/botmessage/",
         "/admin/tasks/task/",
         "/admin/tasks/taskrun/",
         "/admin/tasks/taskfollowup/",
