@@ -15,7 +15,7 @@ from products.billing.models import QuotaLimitChange
 from products.billing.quota_limiting import QuotaResource, is_team_limited
 from products.billing.services import Actor, set_quota_limit
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]  # also run on SQLite, the `make run` database
 
 CHANGELIST = "/admin/accounts/project/"
 DOWN_REDIS = "redis://127.0.0.1:1/3"
@@ -217,3 +217,87 @@ def test_the_audit_log_cannot_be_added_changed_or_deleted(admin_client, change):
     change.refresh_from_db()
     assert change.reason == "audit me"
     assert QuotaLimitChange.objects.count() == 1
+
+
+# --- What the audit log says: the action, not the state (issue 7, item 11) --------------------
+
+
+def test_the_audit_log_names_each_action(admin_client, projects, accounts):
+    from products.billing.recompute import update_all_orgs_billing_quotas
+    from products.billing.services import clear_quota_limit
+
+    from .usage_helpers import make_plan, use
+
+    web, mobile = projects
+    actor = Actor(label="ops")
+    until = timezone.now() + timedelta(days=1)
+    limited = set_quota_limit(web, QuotaResource.AI_CREDITS, until, reason="r1", actor=actor)
+    lifted = clear_quota_limit(web, QuotaResource.AI_CREDITS, reason="r2", actor=actor)
+    suspended = set_quota_limit(web, QuotaResource.EVENTS, until, reason="r3", actor=actor, state="suspended")
+    unsuspended = clear_quota_limit(web, QuotaResource.EVENTS, reason="r4", actor=actor, state="suspended")
+    assert [c.action for c in (limited, lifted, suspended, unsuspended)] == [
+        "limited", "lifted", "suspended", "suspension lifted"
+    ]
+    assert str(lifted).startswith(f"{web} ai_credits: lifted (was until ")
+    assert str(limited).startswith(f"{web} ai_credits: limited until ")
+    assert str(unsuspended) == f"{web} events: suspension lifted (was until {until:%Y-%m-%d %H:%M} UTC)"
+
+    # An automatic lift by the recomputation reads "lifted" too.
+    org = web.organization
+    plan = make_plan(org, ai_credits=100)
+    use(mobile, 500)
+    update_all_orgs_billing_quotas(send_alerts=False)
+    plan.allowances.update(allowance=10_000)
+    update_all_orgs_billing_quotas(send_alerts=False)
+    auto_lift = QuotaLimitChange.objects.filter(project=mobile).first()
+    assert auto_lift.action == "lifted" and auto_lift.actor_label == "update_quota_limits"
+
+    body = admin_client.get("/admin/billing/quotalimitchange/").content.decode()
+    for action in ('<td class="field-action">limited</td>', '<td class="field-action">lifted</td>',
+                   '<td class="field-action">suspended</td>', '<td class="field-action">suspension lifted</td>'):
+        assert action in body
+    page = admin_client.get(f"/admin/accounts/project/{web.pk}/change/").content.decode()
+    assert "<th>action</th>" in page and "<td>lifted</td>" in page and "<td>suspension lifted</td>" in page
+
+
+# --- The billing plan admin (issue 7, item 11) ---------------------------------------------------
+
+
+def test_the_plan_form_picks_the_organization_by_autocomplete_and_states_the_units(admin_client):
+    body = admin_client.get("/admin/billing/billingplan/add/").content.decode()
+    assert 'name="organization"' in body and "admin-autocomplete" in body
+    assert 'data-field-name="organization"' in body
+    assert "AI credits for ai_credits (1 credit = $0.01" in body
+    assert "in the same unit (AI credits for ai_credits)" in body
+
+
+def test_plan_titles_never_say_plan_plan(admin_client, accounts):
+    from .usage_helpers import make_plan
+
+    org = accounts.organization("Acme")
+    plan = make_plan(org, ai_credits=5000)
+    plan.name = "Team plan"
+    plan.save()
+    assert str(plan) == "Team plan (Acme)"
+    for url in (
+        "/admin/billing/billingplan/",
+        f"/admin/billing/billingplan/{plan.pk}/change/",
+        f"/admin/billing/billingplan/{plan.pk}/delete/",
+    ):
+        body = admin_client.get(url).content.decode().lower()
+        assert "plan plan" not in body, url
+    assert "Change billing plan" in admin_client.get(f"/admin/billing/billingplan/{plan.pk}/change/").content.decode()
+
+
+def test_a_project_override_must_name_a_project_of_its_organization(admin_client, accounts):
+    from products.billing.models import QuotaOverride
+
+    org, other = accounts.organization("Acme"), accounts.organization("Other")
+    stranger = accounts.project(other, "Theirs")
+    response = admin_client.post(
+        "/admin/billing/quotaoverride/add/",
+        {"organization": org.pk, "project": stranger.pk, "resource": "ai_credits", "mode": "always_limit", "reason": "x"},
+    )
+    assert response.status_code == 200
+    assert "The project belongs to another organization." in response.content.decode()
+    assert not QuotaOverride.objects.exists()

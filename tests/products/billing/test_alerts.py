@@ -17,7 +17,7 @@ from products.slack_app.models import Integration
 
 from .usage_helpers import make_plan, use
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]  # also run on SQLite, the `make run` database
 BOT_TOKEN = "xoxb-alerts-test-token"
 
 
@@ -143,3 +143,55 @@ def test_unlimited_organizations_get_no_alerts(org_with_slack, slack_api):
     use(project, 10**6)
     update_all_orgs_billing_quotas()
     assert posts(slack_api) == [] and not UsageAlert.objects.exists()
+
+
+# --- The contract with whoever delivers alerts: the `usage_alert_due` signal ----------------------
+# Billing never imports the Slack app; these tests connect receivers of their own, as the
+# Slack app does, and check what billing sends and records.
+
+
+@pytest.fixture
+def receiver():
+    from products.billing.facade import usage_alert_due
+
+    calls: list[dict] = []
+    answers: list = []
+
+    def deliver(sender, **kwargs):
+        calls.append({"sender": sender, **kwargs})
+        if answers and isinstance(answers[0], Exception):
+            raise answers[0]
+        return answers[0] if answers else []
+
+    usage_alert_due.connect(deliver, weak=False, dispatch_uid="test-usage-alert-receiver")
+    yield calls, answers
+    usage_alert_due.disconnect(dispatch_uid="test-usage-alert-receiver")
+
+
+def test_billing_announces_an_alert_once_and_records_where_receivers_delivered_it(accounts, receiver):
+    calls, answers = receiver
+    answers.append(["C-ONE", "failed: C-TWO"])
+    org = accounts.organization("Globex")
+    make_plan(org, ai_credits=100)
+    use(accounts.project(org), 85)
+    update_all_orgs_billing_quotas()
+    update_all_orgs_billing_quotas()
+    [call] = [c for c in calls if c["organization_id"] == org.id]
+    assert call["sender"] == "billing" and "signal" in call
+    assert "*Globex* has used 85% of its AI credits" in call["text"]
+    assert UsageAlert.objects.get(organization=org).delivered_to == "C-ONE, failed: C-TWO"
+
+
+def test_a_receiver_that_raises_is_logged_and_the_run_goes_on(accounts, receiver, caplog):
+    calls, answers = receiver
+    answers.append(RuntimeError("slack exploded"))
+    org = accounts.organization("Initech")
+    project = accounts.project(org)
+    make_plan(org, ai_credits=10)
+    use(project, 20)
+    summary = update_all_orgs_billing_quotas()
+    assert summary.newly_limited == 1 and len(summary.alerts) == 2
+    assert "could not post the usage alert" in caplog.text and "slack exploded" in caplog.text
+    assert "Initech* has used all of its AI credits" in caplog.text  # the text itself is not lost
+    assert set(UsageAlert.objects.values_list("delivered_to", flat=True)) == {"failed: deliver"}
+

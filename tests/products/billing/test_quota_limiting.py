@@ -94,3 +94,52 @@ def test_unreachable_redis_raises_a_typed_error(settings):
         ql.is_team_limited(TOKEN, QuotaResource.AI_CREDITS)
     with pytest.raises(ql.QuotaStateUnavailable):
         ql.get_quota_status(TOKEN)
+
+
+def test_each_state_maps_to_its_sorted_set_and_nothing_else():
+    assert ql.cache_for_state("limited") is ql.LIMITS
+    assert ql.cache_for_state("suspended") is ql.SUSPENDED
+    with pytest.raises(ValueError, match="limited, suspended"):
+        ql.cache_for_state("paused")
+
+
+def test_bulk_changes_are_one_atomic_round_trip_in_posthogs_layout(redis_db):
+    future = int(time.time()) + 3600
+    redis_db.zadd("@posthog/quota-limits/ai_credits", {"phc_old": future})
+    changes = ql.QuotaStateChanges()
+    for i in range(ql.WRITE_CHUNK + 2):  # more than one ZADD's worth
+        changes.add("ai_credits", "limited", f"phc_{i}", future)
+    changes.add("events", "suspended", TOKEN, future)
+    changes.remove("ai_credits", "limited", "phc_old")
+    before = redis_db.info("commandstats")
+
+    ql.apply_quota_changes(changes)
+
+    after = redis_db.info("commandstats")
+    calls = {k: after[k]["calls"] - before.get(k, {"calls": 0})["calls"] for k in after}
+    assert calls.get("cmdstat_multi") == 1 and calls.get("cmdstat_exec") == 1
+    assert calls.get("cmdstat_zadd") == 3 and calls.get("cmdstat_zrem") == 1
+    assert redis_db.zcard("@posthog/quota-limits/ai_credits") == ql.WRITE_CHUNK + 2
+    assert redis_db.zscore("@posthog/quota-limiting-suspended/events", TOKEN) == future
+    assert redis_db.zscore("@posthog/quota-limits/ai_credits", "phc_old") is None
+
+
+def test_whole_sets_are_read_in_one_round_trip_expired_members_included(redis_db):
+    past, future = int(time.time()) - 60, int(time.time()) + 60
+    redis_db.zadd("@posthog/quota-limits/ai_credits", {"phc_a": past, "phc_b": future})
+    redis_db.zadd("@posthog/quota-limiting-suspended/llm_events", {"phc_c": future})
+    state = ql.read_quota_sets(["ai_credits", "llm_events"])
+    assert state == {
+        ("ai_credits", "limited"): {"phc_a": past, "phc_b": future},
+        ("ai_credits", "suspended"): {},
+        ("llm_events", "limited"): {},
+        ("llm_events", "suspended"): {"phc_c": future},
+    }
+
+
+def test_the_exclusive_lock_is_held_by_one_caller_at_a_time():
+    with ql.exclusive_lock("test:lock", 60) as first:
+        with ql.exclusive_lock("test:lock", 60) as second:
+            assert (first, second) == (True, False)
+    with ql.exclusive_lock("test:lock", 60) as again:
+        assert again is True

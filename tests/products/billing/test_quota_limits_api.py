@@ -8,7 +8,7 @@ from products.accounts.models import PersonalAPIKey
 from products.billing import quota_limiting as ql
 from products.billing.quota_limiting import QuotaResource
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]  # also run on SQLite, the `make run` database
 
 
 def url(project_id) -> str:

@@ -21,7 +21,7 @@ from products.billing.models import QuotaLimitChange
 from products.billing.quota_limiting import QuotaResource, get_quota_status, is_team_limited
 from products.billing.services import Actor, set_quota_limit
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]  # also run on SQLite, the `make run` database
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -25,7 +25,7 @@ from products.billing.recompute import update_all_orgs_billing_quotas
 
 from .usage_helpers import make_plan, use
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]  # also run on SQLite, the `make run` database
 AI = QuotaResource.AI_CREDITS
 
 

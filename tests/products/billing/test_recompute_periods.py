@@ -50,6 +50,7 @@ def test_an_anchor_in_the_future_gives_the_first_period():
 
 
 @pytest.mark.django_db
+@pytest.mark.sqlite
 def test_redis_down_writes_nothing_and_the_command_says_so(accounts, settings):
     org = accounts.organization()
     project = accounts.project(org)

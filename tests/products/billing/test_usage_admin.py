@@ -8,7 +8,7 @@ from products.billing.models import BillingPlan, QuotaOverride, ResourceAllowanc
 
 from .usage_helpers import make_plan, use
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]  # also run on SQLite, the `make run` database
 
 
 @pytest.fixture

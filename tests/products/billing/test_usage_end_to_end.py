@@ -18,7 +18,7 @@ from tests.products.slack_app.conftest import mention_envelope, post_event, work
 
 from .usage_helpers import make_plan
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]  # also run on SQLite, the `make run` database
 TEAM_ID = "TE2E"
 BOT_TOKEN = "xoxb-e2e-token"
 
