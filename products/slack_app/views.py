@@ -33,8 +33,8 @@ def _slack_endpoint(handle: Callable[[HttpRequest, bytes], HttpResponse]) -> Cal
             verify_slack_signature(body, request.headers)
             return handle(request, body)
         except SlackRequestError as error:
-            if error.status == 401:
-                logger.warning("refused Slack request to %s: %s", request.path, error.reason)
+            if error.status in (400, 401, 413):
+                logger.warning("refused Slack request to %s (%s): %s", request.path, error.status, error.reason)
             return JsonResponse({"error": error.code, "detail": error.reason}, status=error.status)
 
     view.__name__ = handle.__name__
