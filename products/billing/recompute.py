@@ -399,8 +399,13 @@ def _roll_periods(rolled: list[OrgTerms]) -> None:
     if not rolled:
         return
     if connection.vendor != "postgresql":
-        plans = [BillingPlan(pk=t.plan_id, period_start=t.period_start, period_end=t.period_end) for t in rolled]
-        BillingPlan.objects.bulk_update(plans, ["period_start", "period_end"], batch_size=500)
+        # bulk_update skips auto_now, so updated_at is set here, as the PostgreSQL path does.
+        now = timezone.now()
+        plans = [
+            BillingPlan(pk=t.plan_id, period_start=t.period_start, period_end=t.period_end, updated_at=now)
+            for t in rolled
+        ]
+        BillingPlan.objects.bulk_update(plans, ["period_start", "period_end", "updated_at"], batch_size=500)
         return
     table = BillingPlan._meta.db_table
     with connection.cursor() as cursor:

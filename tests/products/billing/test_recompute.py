@@ -125,8 +125,10 @@ def test_a_new_period_begins_when_the_old_one_ends_and_lifts_the_limit(accounts)
 
     # The limit ran out with the period (its score is the period end); the job sweeps it.
     assert summary.periods_rolled == 1 and summary.swept == 1 and summary.newly_limited == 0
+    updated_before = plan.updated_at
     plan.refresh_from_db()
     assert plan.period_start == old_end and plan.period_end > later
+    assert plan.updated_at > updated_before  # on SQLite too, where the roll-over is a bulk_update
     assert not is_team_limited(project.api_token, AI, now=later.timestamp())
     assert ql.get_limited_until(project.api_token, AI) is None
 
