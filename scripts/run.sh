@@ -1,51 +1,77 @@
 #!/usr/bin/env bash
 # `make run`: the whole system on its embedded default, in the foreground.
 #   Redis (reused if one already answers on 6379), Temporal dev server (SQLite under .devdata/),
-#   migrations on SQLite, a demo account, then web + Temporal worker + Celery worker/beat under honcho.
-# Ctrl-C stops everything this script started.
+#   migrations on SQLite, a demo account, then web + Temporal worker + Celery worker/beat under
+#   scripts/supervise.py. Ctrl-C stops everything this script started (piped or not) and exits 0.
+#
+# Environment (all optional): WEB_PORT (8000), TEMPORAL_ADDRESS (127.0.0.1:7233), TEMPORAL_UI_PORT
+# (8233), REDIS_URL, SITE_URL (http://127.0.0.1:$WEB_PORT; a tunnel's URL to point a real Slack app
+# here), ALLOWED_HOSTS, DEBUG (default 0), SECRET_KEY (default: a random one kept in
+# $DEVDATA_DIR/secret_key), DEVDATA_DIR (.devdata), and the SLACK_* variables read below.
 set -euo pipefail
+# `make run | head` must not kill the setup half-way: with SIGPIPE ignored a write to a closed
+# pipe fails (and `say` drops it) instead of killing the script.
+trap '' PIPE
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-mkdir -p .devdata
+PY="$ROOT/.venv/bin/python"
+
+say() { printf '%s\n' "$@" 2>/dev/null || true; }
 
 export DJANGO_SETTINGS_MODULE=posthog_app.settings
-export DEBUG="${DEBUG:-1}"
-# DATABASE_URL unset means the SQLite file under .devdata/ (see settings.py).
+export DEVDATA_DIR="${DEVDATA_DIR:-$ROOT/.devdata}"
+mkdir -p "$DEVDATA_DIR"
+# DEBUG off: Django's debug page would show settings and local variables (the Slack signing
+# secret among them) to anyone reaching this through a tunnel. Static files come from WhiteNoise.
+export DEBUG="${DEBUG:-0}"
+if [ -z "${SECRET_KEY:-}" ]; then
+  # One random key per checkout, kept so sessions and encrypted Slack tokens survive restarts.
+  if [ ! -s "$DEVDATA_DIR/secret_key" ]; then
+    (umask 077 && "$PY" -c 'import secrets; print(secrets.token_urlsafe(50))' > "$DEVDATA_DIR/secret_key")
+  fi
+  SECRET_KEY=$(cat "$DEVDATA_DIR/secret_key")
+  export SECRET_KEY
+fi
+# DATABASE_URL unset means the SQLite file $DEVDATA_DIR/db.sqlite3 (see settings.py).
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 export TEMPORAL_ADDRESS="${TEMPORAL_ADDRESS:-127.0.0.1:7233}"
-export SITE_URL="${SITE_URL:-http://127.0.0.1:8000}"
 export WEB_PORT="${WEB_PORT:-8000}"
-PY="$ROOT/.venv/bin/python"
+export SITE_URL="${SITE_URL:-http://127.0.0.1:$WEB_PORT}"
+TEMPORAL_UI_PORT="${TEMPORAL_UI_PORT:-8233}"
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-PROCFILE=.devdata/Procfile
+# Order matters: supervise.py stops processes in reverse order, so the stores go last.
+PROCFILE="$DEVDATA_DIR/Procfile"
 : > "$PROCFILE"
 
 if ! command -v redis-server >/dev/null 2>&1; then
-  echo "redis-server is missing; installing it with apt-get"
+  say "redis-server is missing; installing it with apt-get"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
 if port_open 6379; then
-  echo "Using the Redis already answering on 127.0.0.1:6379"
+  say "Using the Redis already answering on 127.0.0.1:6379"
 else
   echo "redis: redis-server --bind 127.0.0.1 --port 6379 --save '' --appendonly no" >> "$PROCFILE"
 fi
 
 TEMPORAL_PORT="${TEMPORAL_ADDRESS##*:}"
 if port_open "$TEMPORAL_PORT"; then
-  echo "Using the Temporal server already answering on $TEMPORAL_ADDRESS"
+  say "Using the Temporal server already answering on $TEMPORAL_ADDRESS"
 else
-  echo "temporal: $ROOT/.venv/bin/temporal server start-dev --ip 127.0.0.1 --port $TEMPORAL_PORT --ui-port 8233 --db-filename $ROOT/.devdata/temporal.sqlite --log-level warn" >> "$PROCFILE"
+  echo "temporal: $ROOT/.venv/bin/temporal server start-dev --ip 127.0.0.1 --port $TEMPORAL_PORT --ui-port $TEMPORAL_UI_PORT --db-filename $DEVDATA_DIR/temporal.sqlite --log-level error" >> "$PROCFILE"
 fi
 
+# Celery warns about running as root on every start; a development machine often is root.
+CELERY_QUIET="PYTHONWARNINGS=ignore:You're running the worker with superuser privileges"
 cat >> "$PROCFILE" <<PROCS
 web: $PY manage.py runserver 127.0.0.1:$WEB_PORT --noreload
 worker: $PY manage.py run_temporal_worker
-celery: $ROOT/.venv/bin/celery -A posthog_app worker -B --concurrency 1 --loglevel INFO -s $ROOT/.devdata/celerybeat-schedule
+celery: env "$CELERY_QUIET" $ROOT/.venv/bin/celery -A posthog_app worker -B --concurrency 1 --loglevel INFO -s $DEVDATA_DIR/celerybeat-schedule
 PROCS
 
 "$PY" manage.py migrate --noinput >/dev/null
+mkdir -p "$ROOT/staticfiles"  # WhiteNoise's STATIC_ROOT (empty: files come from the apps), else it warns
 # Point a real Slack app at this: SLACK_TEAM_ID=T... SLACK_BOT_TOKEN=xoxb-... SLACK_REPOS="acme/web acme/api"
 # (and SLACK_SIGNING_SECRET) in the environment of `make run`.
 BOOTSTRAP_ARGS=()
@@ -54,32 +80,33 @@ if [ -n "${SLACK_TEAM_ID:-}" ]; then
   [ -n "${SLACK_BOT_TOKEN:-}" ] && BOOTSTRAP_ARGS+=(--slack-bot-token "$SLACK_BOT_TOKEN")
   for repo in ${SLACK_REPOS:-}; do BOOTSTRAP_ARGS+=(--repo "$repo"); done
 fi
+# A new demo key each time; the previous one stops working (bootstrap_demo rotates it).
 DEMO=$("$PY" manage.py bootstrap_demo "${BOOTSTRAP_ARGS[@]}")
 PROJECT_ID=$(sed -n 's/^PROJECT_ID=//p' <<<"$DEMO")
 PERSONAL_API_KEY=$(sed -n 's/^PERSONAL_API_KEY=//p' <<<"$DEMO")
 ADMIN_USERNAME=$(sed -n 's/^ADMIN_USERNAME=//p' <<<"$DEMO")
 ADMIN_PASSWORD=$(sed -n 's/^ADMIN_PASSWORD=//p' <<<"$DEMO")
-printf '%s\n' "$DEMO" > .devdata/demo.env
+(umask 077 && printf '%s\n' "$DEMO" > "$DEVDATA_DIR/demo.env")
 
-cat <<BANNER
-
+say "
 ================================================================================
  Starting: $(cut -d: -f1 "$PROCFILE" | tr '\n' ' ')
- Web            http://127.0.0.1:$WEB_PORT/
- Admin          http://127.0.0.1:$WEB_PORT/admin/   ($ADMIN_USERNAME / $ADMIN_PASSWORD)
- API docs       http://127.0.0.1:$WEB_PORT/api/schema/swagger-ui/
- Health         http://127.0.0.1:$WEB_PORT/healthz   http://127.0.0.1:$WEB_PORT/readyz
- Temporal UI    http://127.0.0.1:8233/
- Slack webhook  http://127.0.0.1:$WEB_PORT/slack/events
- Demo account   .devdata/demo.env
+ Web            $SITE_URL/   (home: billing, API docs, admin)
+ Sign in        $SITE_URL/login/   ($ADMIN_USERNAME / $ADMIN_PASSWORD)
+ Billing        $SITE_URL/billing/
+ Admin          $SITE_URL/admin/
+ API docs       $SITE_URL/api/schema/swagger-ui/
+ Health         $SITE_URL/healthz   $SITE_URL/readyz
+ Temporal UI    http://127.0.0.1:$TEMPORAL_UI_PORT/
+ Slack webhook  $SITE_URL/slack/events
+ Demo account   $DEVDATA_DIR/demo.env   (DEBUG=$DEBUG)
    PROJECT_ID=$PROJECT_ID
-   PERSONAL_API_KEY=$PERSONAL_API_KEY
+   PERSONAL_API_KEY=$PERSONAL_API_KEY   (replaces the previous demo key)
  Try:
-   curl -H "Authorization: Bearer $PERSONAL_API_KEY" http://127.0.0.1:$WEB_PORT/api/projects/$PROJECT_ID/quota_limits/
+   curl -H \"Authorization: Bearer $PERSONAL_API_KEY\" $SITE_URL/api/projects/$PROJECT_ID/quota_limits/
    .venv/bin/python manage.py quota_limits set --project $PROJECT_ID --resource ai_credits --until +1d
  Ctrl-C stops everything.
 ================================================================================
+"
 
-BANNER
-
-exec "$ROOT/.venv/bin/honcho" -f "$PROCFILE" -d "$ROOT" start
+exec "$PY" "$ROOT/scripts/supervise.py" "$PROCFILE"
