@@ -1,0 +1,65 @@
+"""scripts/test.sh and scripts/supervise.py, checked without the services they normally drive."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sleeper(name: str) -> str:
+    """A Procfile command that says when it starts and when SIGTERM stops it."""
+    code = (
+        "import signal, sys, time; "
+        f"signal.signal(signal.SIGTERM, lambda *a: (print('{name} stopped', flush=True), sys.exit(0))); "
+        f"print('{name} up', flush=True); time.sleep(120)"
+    )
+    return f'{sys.executable} -c "{code}"'
+
+
+def supervise(tmp_path: Path, procfile: str) -> subprocess.Popen:
+    (tmp_path / "Procfile").write_text(procfile)
+    return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "supervise.py"), str(tmp_path / "Procfile")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def wait_for(run: subprocess.Popen, text: str, lines: list[str], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = run.stdout.readline()
+        lines.append(line)
+        if text in line:
+            return
+    raise AssertionError(f"{text!r} never appeared: {lines}")
+
+
+def test_supervise_stops_in_reverse_order_on_sigint_and_exits_0(tmp_path):
+    run = supervise(tmp_path, f"store: {sleeper('store')}\napp: {sleeper('app')}\n")
+    lines: list[str] = []
+    wait_for(run, "store up", lines)
+    wait_for(run, "app up", lines)
+    os.killpg(run.pid, signal.SIGINT)
+    rest, _ = run.communicate(timeout=30)
+    output = "".join(lines) + rest
+    assert run.returncode == 0, output
+    assert output.index("app stopped") < output.index("stopping store") < output.index("store stopped")
+    assert "all stopped" in output
+
+
+def test_supervise_stops_the_others_and_exits_1_when_a_process_dies(tmp_path):
+    run = supervise(tmp_path, f"store: {sleeper('store')}\ncrash: {sys.executable} -c 'import sys; sys.exit(3)'\n")
+    output, _ = run.communicate(timeout=30)
+    assert run.returncode == 1, output
+    assert "crash exited with status 3; stopping the others" in output and "stopping store" in output
+
+
+def test_test_sh_runs_the_import_contracts_and_a_sqlite_pass_and_fails_on_no_tests():
+    script = (ROOT / "scripts" / "test.sh").read_text()
+    assert ".venv/bin/lint-imports" in script
+    assert 'DATABASE_URL="sqlite:///' in script and "-m sqlite" in script
+    assert '"$status" -eq 5' in script
+    assert "sqlite:" in (ROOT / "pytest.ini").read_text()
