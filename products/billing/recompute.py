@@ -395,12 +395,12 @@ def _write(changes: list[TokenChange], sweeps: list[tuple[str, str, str]], rolle
 
 
 def _roll_periods(rolled: list[OrgTerms]) -> None:
-    """Move ended periods on; one UPDATE ... FROM unnest on PostgreSQL, however many."""
+    """Move ended periods on, stamping `updated_at`; one UPDATE ... FROM unnest on PostgreSQL, however many."""
     if not rolled:
         return
+    now = timezone.now()
     if connection.vendor != "postgresql":
         # bulk_update skips auto_now, so updated_at is set here, as the PostgreSQL path does.
-        now = timezone.now()
         plans = [
             BillingPlan(pk=t.plan_id, period_start=t.period_start, period_end=t.period_end, updated_at=now)
             for t in rolled
@@ -411,11 +411,11 @@ def _roll_periods(rolled: list[OrgTerms]) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            UPDATE {table} AS p SET period_start = v.period_start, period_end = v.period_end, updated_at = now()
+            UPDATE {table} AS p SET period_start = v.period_start, period_end = v.period_end, updated_at = %s
             FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS v(id, period_start, period_end)
             WHERE p.id = v.id
             """,
-            [[t.plan_id for t in rolled], [t.period_start for t in rolled], [t.period_end for t in rolled]],
+            [now, [t.plan_id for t in rolled], [t.period_start for t in rolled], [t.period_end for t in rolled]],
         )
 
 
