@@ -9,6 +9,10 @@ cache is best effort: with Redis down every name is looked up again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_sdk import WebClient
 
 from posthog_app.redis_client import get_client as get_redis
 
@@ -42,43 +46,43 @@ def _remember(integration: Integration, slack_id: str, name: str) -> None:
         pass
 
 
-def user_name(integration: Integration, user_id: str) -> str:
-    """Return the user's Slack display name (or real name); the id itself if Slack will not say."""
-    if not user_id:
+def _name(integration: Integration, slack_id: str, method: str, call: Callable[[WebClient], Any], pick: Callable[[Any], str]) -> str:
+    """The cached name of `slack_id`, else Slack's answer to `method` read with `pick`; the id itself if Slack will not say."""
+    if not slack_id:
         return ""
-    cached = _cached(integration, user_id)
+    cached = _cached(integration, slack_id)
     if cached:
         return cached
     client = get_slack_client(integration)
     try:
-        response = call_slack("users.info", lambda: client.users_info(user=user_id))
+        response = call_slack(method, lambda: call(client))
     except SlackRateLimited:
         raise
     except SlackPostError as error:
-        logger.info("no name for Slack user %s: %s", user_id, error)
-        return user_id
+        logger.info("no name for Slack id %s (%s): %s", slack_id, method, error)
+        return slack_id
+    name = pick(response) or slack_id
+    _remember(integration, slack_id, name)
+    return name
+
+
+def _user_display_name(response: Any) -> str:
     user = response.get("user") or {}
     profile = user.get("profile") or {}
-    name = profile.get("display_name") or user.get("real_name") or profile.get("real_name") or user.get("name") or user_id
-    _remember(integration, user_id, name)
-    return name
+    return profile.get("display_name") or user.get("real_name") or profile.get("real_name") or user.get("name") or ""
+
+
+def user_name(integration: Integration, user_id: str) -> str:
+    """Return the user's Slack display name (or real name); the id itself if Slack will not say."""
+    return _name(integration, user_id, "users.info", lambda client: client.users_info(user=user_id), _user_display_name)
 
 
 def channel_name(integration: Integration, channel_id: str) -> str:
     """Return the channel's name (without "#"); the id itself if Slack will not say (e.g. a DM)."""
-    if not channel_id:
-        return ""
-    cached = _cached(integration, channel_id)
-    if cached:
-        return cached
-    client = get_slack_client(integration)
-    try:
-        response = call_slack("conversations.info", lambda: client.conversations_info(channel=channel_id))
-    except SlackRateLimited:
-        raise
-    except SlackPostError as error:
-        logger.info("no name for Slack channel %s: %s", channel_id, error)
-        return channel_id
-    name = (response.get("channel") or {}).get("name") or channel_id
-    _remember(integration, channel_id, name)
-    return name
+    return _name(
+        integration,
+        channel_id,
+        "conversations.info",
+        lambda client: client.conversations_info(channel=channel_id),
+        lambda response: (response.get("channel") or {}).get("name") or "",
+    )
