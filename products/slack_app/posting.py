@@ -224,8 +224,9 @@ def post_once(
     there; with `after_crash="skip"` (the webhook: a concurrent delivery is posting it)
     nothing is posted and None is returned.
 
-    Raises `SlackPostError` if the post fails; the claim is then released so a later
-    attempt posts.
+    Raises `SlackPostError` if the post fails. A refusal or a 429 releases the claim (it
+    certainly was not posted); after a timeout or a 5xx the claim stays without a ts, so the
+    next attempt searches the thread first.
     """
     row, claimed = _claim(step, channel=channel, thread_ts=thread_ts)
     if not claimed:
@@ -247,9 +248,12 @@ def post_once(
             metadata=step.metadata(),
             fallback_user=fallback_user,
         )
-    except SlackPostError:
+    except (SlackRateLimited, SlackRefused):
+        # Certainly not posted: release the claim so a later attempt posts without searching.
         BotMessage.objects.filter(pk=row.pk, ts="").delete()
         raise
+    # SlackUnavailable (a timeout, a 5xx) may hide a message Slack did store: the claim stays
+    # without a ts, so the next attempt looks in the thread before posting again.
     BotMessage.objects.filter(pk=row.pk).update(ts=ts or EPHEMERAL_TS)
     return ts
 
