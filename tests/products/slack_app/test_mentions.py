@@ -86,3 +86,51 @@ def test_a_name_slack_will_not_give_falls_back_to_the_id(org_integration, slack_
     slack_api.respond("conversations.info", body={"ok": False, "error": "missing_scope"})
     made = facade.create_task_for_mention(request(integration, text="<@UBOT> fix it"), repository="acme/web")
     assert "in #C0CHAN" in Task.objects.get(pk=made.task_id).description
+
+
+# --- Post once: a step run again never posts its message twice ----------------------------------
+
+
+def thread_texts(slack_api, channel="C0CHAN", thread_ts="1700000001.000100") -> list[str]:
+    return [m["text"] for m in slack_api.thread(channel, thread_ts)]
+
+
+@pytest.mark.parametrize("crashed_before_recording", [False, True], ids=["retried", "crashed-between-post-and-record"])
+def test_every_workflow_message_is_posted_once_per_step(org_integration, slack_api, crashed_before_recording):
+    from products.slack_app.models import BotMessage
+
+    _, integration = org_integration
+    wf = "posthog-code-mention-TMENTIONS:EvONCE"
+    where = dict(workflow_id=wf, channel="C0CHAN", thread_ts="1700000001.000100")
+    steps = [
+        lambda: facade.post_repo_picker(integration.pk, repositories=["acme/web", "acme/api"], **where),
+        lambda: facade.post_fixed_message(integration.pk, kind="picker_timeout", **where),
+        lambda: facade.post_fixed_message(integration.pk, kind="apology", **where),
+        lambda: facade.create_task_for_mention(request(integration, workflow_id=wf), repository="acme/web"),
+    ]
+    for step in steps:
+        step()
+    first = thread_texts(slack_api)
+    assert len(first) == 4
+    if crashed_before_recording:  # the posts reached Slack, the ledger never heard back
+        BotMessage.objects.update(ts="")
+    for step in steps:
+        step()
+    assert thread_texts(slack_api) == first
+    if crashed_before_recording:
+        assert len(slack_api.calls_to("conversations.replies")) == 4  # each found its message by metadata
+        assert not BotMessage.objects.filter(ts="").exists()
+
+
+def test_quota_denial_is_posted_once_per_event_from_webhook_and_workflow_alike(org_integration, slack_api):
+    import time
+
+    from products.billing.quota_limiting import QuotaResource, add_limited_tokens
+
+    _, integration = org_integration
+    add_limited_tokens(QuotaResource.AI_CREDITS, {integration.project.api_token: time.time() + 3600})
+    where = dict(workflow_id="posthog-code-mention-TMENTIONS:EvDENY", channel="C0CHAN", thread_ts="1700000001.000100", user="U123")
+    assert facade.enforce_quota(integration.pk, **where) is True
+    assert facade.enforce_quota(integration.pk, **where) is True
+    assert len(slack_api.calls_to("chat.postMessage")) == 1
+    assert "used its monthly AI credits" in thread_texts(slack_api)[0]
