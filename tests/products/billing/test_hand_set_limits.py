@@ -80,6 +80,12 @@ def test_a_limit_set_in_the_admin_holds_through_the_recomputation(admin_client, 
     assert is_team_limited(project.api_token, AI)
     assert QuotaLimitChange.objects.filter(new_limited_until__isnull=True).count() == 0
 
+    # "Lift AI-credit limit" ends it for good: the recomputation does not bring it back.
+    admin_client.post("/admin/accounts/project/", {"action": "lift_ai_credit_limit", "_selected_action": [project.pk]})
+    assert not QuotaOverride.objects.exists()
+    recompute()
+    assert not is_team_limited(project.api_token, AI)
+
 
 def test_clear_lifts_a_hand_set_limit_and_the_recomputation_does_not_bring_it_back(org, accounts):
     project = accounts.project(org)
