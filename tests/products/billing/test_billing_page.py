@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from products.billing import quota_limiting as ql
 from products.billing.models import QuotaOverride
+from tests.posthog_app.signin import sign_in
 from tests.products.billing.usage_helpers import make_plan, use
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
@@ -26,8 +27,9 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
+    """Signed in the way a member is: through /login/, with the form's CSRF token."""
+    client = Client(enforce_csrf_checks=True)
+    assert sign_in(client, user.username, "pw", next_url="/billing/")["Location"] == "/billing/"
     return client
 
 
