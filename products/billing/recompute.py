@@ -164,21 +164,24 @@ def _fmt_time(moment: datetime) -> str:
 def decide_resource(
     terms: OrgTerms, resource: str, usage: int, current: dict[tuple[str, str], dict[str, float]], now_ts: float
 ) -> Decision:
-    """Decide one organization's state for one resource from its figures and its current state."""
+    """Decide one organization's state for one resource: its figures, then any organization-wide override."""
+    figures = decide_from_figures(terms, resource, usage, current, now_ts)
+    mode = terms.overrides.get(resource)
+    if mode is None:
+        return figures
+    until = terms.override_until.get(resource)
+    until_text = f" until {_fmt_time(until)}" if until else ""
+    label = QuotaOverride.Mode(mode).label
+    reason = f"Operator override '{label}'{until_text} ({resource} usage {usage:,}, period {_fmt_period(terms)})."
+    return apply_override(mode, until, figures, terms, reason)
+
+
+def decide_from_figures(
+    terms: OrgTerms, resource: str, usage: int, current: dict[tuple[str, str], dict[str, float]], now_ts: float
+) -> Decision:
+    """Decide from usage against the allowance alone (overrides aside), with the grace period if any."""
     period_end = int(terms.period_end.timestamp())
     period = _fmt_period(terms)
-    override = terms.overrides.get(resource)
-    override_until = terms.override_until.get(resource)
-    until_text = f" until {_fmt_time(override_until)}" if override_until else ""
-    if override == QuotaOverride.Mode.ALWAYS_LIMIT:
-        until = int(override_until.timestamp()) if override_until else period_end
-        return Decision(
-            STATE_LIMITED, until, f"Operator override 'always limit'{until_text} ({resource} usage {usage:,}, period {period})."
-        )
-    if override == QuotaOverride.Mode.NEVER_LIMIT:
-        return Decision(
-            None, None, f"Operator override 'never limit'{until_text} ({resource} usage {usage:,}, period {period})."
-        )
     allowance = terms.allowances.get(resource)
     if allowance is None or allowance.unlimited:
         return Decision(None, None, f"No {resource} allowance (unlimited); usage {usage:,}, period {period}.")
@@ -214,16 +217,30 @@ def decide_resource(
     )
 
 
+def apply_override(mode: str, until: datetime | None, beneath: Decision | None, terms: OrgTerms, reason: str) -> Decision:
+    """Apply an override in force on top of the decision it overrides (None: a resource nobody manages here).
+
+    "never limit" lifts. "always limit" limits until `until` (none: the period end),
+    unless the decision beneath already limits for longer: an operator's limit never
+    shortens one the figures impose.
+    """
+    if mode == QuotaOverride.Mode.NEVER_LIMIT:
+        return Decision(None, None, reason)
+    limit_until = int(until.timestamp()) if until else int(terms.period_end.timestamp())
+    if beneath is not None and beneath.state == STATE_LIMITED and (beneath.until or 0) > limit_until:
+        return beneath
+    return Decision(STATE_LIMITED, limit_until, reason)
+
+
 def decide_for_project(override: ProjectOverride, org_decision: Decision | None, terms: OrgTerms) -> Decision:
     """Apply a single project's override on top of its organization's decision (None: not managed)."""
-    if override.mode == QuotaOverride.Mode.NEVER_LIMIT:
-        until_text = f" until {_fmt_time(override.until)}" if override.until else ""
-        return Decision(None, None, f"Operator override 'never limit' for this project{until_text}.")
-    until = int(override.until.timestamp()) if override.until else int(terms.period_end.timestamp())
-    if org_decision is not None and org_decision.state == STATE_LIMITED and (org_decision.until or 0) > until:
-        return org_decision  # the figures limit it for longer than the operator did
-    held = f"until {_fmt_time(override.until)}" if override.until else "until the period ends"
-    return Decision(STATE_LIMITED, until, f"Limit set by hand, held {held} (operator override 'always limit' for this project).")
+    until_text = f" until {_fmt_time(override.until)}" if override.until else ""
+    if override.mode == QuotaOverride.Mode.ALWAYS_LIMIT:
+        held = f"until {_fmt_time(override.until)}" if override.until else "until the period ends"
+        reason = f"Limit set by hand, held {held} (operator override 'always limit' for this project)."
+    else:
+        reason = f"Operator override 'never limit' for this project{until_text}."
+    return apply_override(override.mode, override.until, org_decision, terms, reason)
 
 
 def changes_for_org(

@@ -198,3 +198,12 @@ def test_a_suspension_set_by_hand_stays_the_recomputations_to_manage(org, accoun
     out = quota_limits("set", "--project", str(project.pk), "--resource", "events", "--until", "+1d", "--suspended")
     assert "keeps this limit" not in out
     assert not QuotaOverride.objects.exists()
+
+
+def test_an_operators_limit_never_shortens_one_the_figures_impose(org, accounts):
+    project = accounts.project(org)
+    use(project, 5000)  # over the allowance: limited until the period ends
+    soon = timezone.now() + timedelta(hours=1)
+    QuotaOverride.objects.create(organization=org, resource="ai_credits", mode="always_limit", until=soon)
+    recompute()
+    assert ql.get_limited_until(project.api_token, AI) == int(org.billing_plan.period_end.timestamp())
