@@ -16,6 +16,7 @@ import argparse
 import gc
 import json
 import os
+import secrets
 import statistics
 import sys
 import time
@@ -28,6 +29,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "posthog_app.settings")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/posthog_bench_quota")
 os.environ["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 os.environ.setdefault("DEBUG", "0")
+# DEBUG is off, as in production, so settings want a real key: a fresh one per run.
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 os.environ.setdefault("ALLOWED_HOSTS", "testserver")
 
 import django  # noqa: E402

@@ -34,6 +34,7 @@ import logging
 import os
 import platform
 import random
+import secrets
 import sys
 import time
 from datetime import timedelta
@@ -45,6 +46,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "posthog_app.settings")
 os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/posthog_bench_recompute")
 os.environ["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 os.environ.setdefault("DEBUG", "0")
+# DEBUG is off, as in production, so settings want a real key: a fresh one per run.
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 import django  # noqa: E402

@@ -23,6 +23,7 @@ import hmac
 import http.client
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -57,6 +58,7 @@ os.environ.update(
     REDIS_URL=REDIS_URL,
     SLACK_SIGNING_SECRET=SIGNING_SECRET,
     DEBUG="0",
+    SECRET_KEY=os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50),  # DEBUG off wants a real key
     LOG_LEVEL="WARNING",
     ALLOWED_HOSTS="127.0.0.1,localhost",
     TEMPORAL_TASK_QUEUE=TASK_QUEUE,

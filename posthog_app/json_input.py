@@ -3,7 +3,8 @@
 `json.loads` accepts input the rest of the stack cannot handle: nesting deep enough to
 exhaust the recursion limit of whoever walks it next (a `RecursionError`, i.e. a 500),
 lone UTF-16 surrogates (`"\\ud800"`, which PostgreSQL's jsonb and any UTF-8 encoder
-refuse) and NUL characters (which PostgreSQL text and jsonb cannot hold). Every JSON
+refuse), NUL characters (which PostgreSQL text and jsonb cannot hold), and `NaN`,
+`Infinity` or numbers too large for a double (which are not JSON, and jsonb refuses). Every JSON
 body we accept, from Slack or from an API client, goes through `parse_json`, so
 those are a clear `InvalidJSON` (a 400) at the door rather than a failure later.
 """
@@ -31,12 +32,25 @@ def parse_json(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
     except UnicodeDecodeError:
         raise InvalidJSON("the body is not UTF-8") from None
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:
         raise InvalidJSON(f"JSON nested deeper than {max_depth} levels") from None
+    except InvalidJSON:
+        raise
     except ValueError as exc:
         raise InvalidJSON(f"the body is not valid JSON ({exc})") from None
     check_json_value(value, max_depth=max_depth)
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InvalidJSON(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise InvalidJSON(f"the number {text[:40]} is too large")
     return value
 
 

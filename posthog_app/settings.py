@@ -180,6 +180,11 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "products.billing.tasks.update_quota_limits",
         "schedule": crontab(minute="10,25,40,55"),
     },
+    # The Slack app's "post once" ledger and recorded pickers older than 30 days (products/slack_app/tasks.py).
+    "prune-slack-bot-messages": {
+        "task": "products.slack_app.tasks.prune_bot_messages",
+        "schedule": crontab(minute=35, hour=3),
+    },
 }
 
 # Credits charged per event = round(cost_usd * 100 * (1 + AI_CREDITS_MARKUP)); 0.2 adds 20 %.

@@ -110,11 +110,9 @@ def billing_summary(organization: Organization, now: datetime | None = None) -> 
     plan = BillingPlan.objects.filter(organization=organization).only("name").first()
     used = billable_usage_by_org({organization.pk: (start, end)}).get(organization.pk, {}).get(AI_CREDITS, 0)
     limited_until, known = _limited_until(organization)
-    override = (
-        QuotaOverride.objects.filter(organization=organization, resource=AI_CREDITS)
-        .values_list("mode", flat=True)
-        .first()
-    )
+    # The organization-wide override in force, as the recomputation sees it (a project's
+    # hand-set limit shows up as that project's limit, not as the organization's).
+    override = terms.overrides.get(AI_CREDITS)
     summary = BillingSummary(
         organization=organization,
         plan_name=plan.name if plan else None,

@@ -20,6 +20,9 @@ def test_ordinary_json_passes_through():
         ('{"text": "a\\u0000b"}', "NUL"),
         (b"\xff\xfe", "not UTF-8"),
         ("{not json", "not valid JSON"),
+        ('{"cost": NaN}', "NaN is not a JSON number"),
+        ('{"cost": -Infinity}', "-Infinity is not a JSON number"),
+        ('{"cost": 1e400}', "too large"),
     ],
 )
 def test_refused_with_a_reason(raw, reason):
