@@ -6,5 +6,14 @@ The usage endpoint itself is reached over HTTP, not imported.
 from __future__ import annotations
 
 from .products import ProductConfig, UnknownProduct, is_billable, known_product_names, resolve_product
+from .tokens import InvalidServerToken, mint_server_token
 
-__all__ = ["ProductConfig", "UnknownProduct", "is_billable", "known_product_names", "resolve_product"]
+__all__ = [
+    "InvalidServerToken",
+    "ProductConfig",
+    "UnknownProduct",
+    "is_billable",
+    "known_product_names",
+    "mint_server_token",
+    "resolve_product",
+]
