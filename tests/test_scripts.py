@@ -27,21 +27,22 @@ def supervise(tmp_path: Path, procfile: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
-def wait_for(run: subprocess.Popen, text: str, lines: list[str], timeout: float = 20) -> None:
+def wait_for(run: subprocess.Popen, texts: set[str], lines: list[str], timeout: float = 20) -> None:
+    """Read output until every one of `texts` has appeared, in whatever order the processes start."""
+    missing = set(texts)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while missing and time.monotonic() < deadline:
         line = run.stdout.readline()
         lines.append(line)
-        if text in line:
-            return
-    raise AssertionError(f"{text!r} never appeared: {lines}")
+        missing = {text for text in missing if text not in line}
+    if missing:
+        raise AssertionError(f"{sorted(missing)} never appeared: {lines}")
 
 
 def test_supervise_stops_in_reverse_order_on_sigint_and_exits_0(tmp_path):
     run = supervise(tmp_path, f"store: {sleeper('store')}\napp: {sleeper('app')}\n")
     lines: list[str] = []
-    wait_for(run, "store up", lines)
-    wait_for(run, "app up", lines)
+    wait_for(run, {"store up", "app up"}, lines)
     os.killpg(run.pid, signal.SIGINT)
     rest, _ = run.communicate(timeout=30)
     output = "".join(lines) + rest
