@@ -21,7 +21,7 @@ from django.db import transaction
 from products.billing.facade import QuotaResource, is_team_limited
 from products.tasks.facade import Task, TaskFollowUp, add_followup, create_task
 
-from . import messages, names
+from . import messages, model_routing, names
 from .errors import IntegrationGone, SlackPostError, SlackRateLimited, TaskGone, UnknownMessageKind
 from .models import Integration, RepoPicker, SlackThreadTaskMapping
 from .posting import Step, add_reaction, call_slack, post_once
@@ -64,6 +64,7 @@ class RepositoryChoice:
     repository: str | None
     needs_picker: bool
     repositories: list[str] = field(default_factory=list)  # what the picker offers (only when needs_picker)
+    chosen_by_model: bool = False  # True: the rules could not decide and the routing model chose `repository`
 
 
 @dataclass(frozen=True)
@@ -170,10 +171,19 @@ def find_thread_task(integration_id: int, *, channel: str, thread_ts: str) -> Th
 
 
 def choose_repository(integration_id: int, *, text: str) -> RepositoryChoice:
-    """Choose the repository from the text and the integration's configured repositories."""
+    """Choose the repository from the text and the integration's configured repositories.
+
+    When the rules cannot decide (`route_repository` needs the picker) and a model
+    provider is configured, the routing model is asked through the LLM gateway (metered
+    and billed as `slack_app_routing`); any failure or hesitation of it means the picker.
+    """
     integration = get_integration(integration_id)
     repositories = integration.repositories
     decision = route_repository(text, repositories, integration.default_repository)
+    if decision.needs_picker and model_routing.is_configured():
+        choice = model_routing.pick_repository(project_id=integration.project_id, text=text, repositories=repositories)
+        if choice.repository is not None:
+            return RepositoryChoice(repository=choice.repository, needs_picker=False, chosen_by_model=True)
     return RepositoryChoice(
         repository=decision.repository,
         needs_picker=decision.needs_picker,

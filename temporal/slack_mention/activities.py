@@ -179,10 +179,13 @@ def find_thread_task_activity(inp: FindThreadTaskInput) -> ThreadTaskResult:
 @activity.defn(name=ROUTE_REPOSITORY_ACTIVITY)
 @_django_activity
 def route_repository_activity(inp: RouteRepositoryInput) -> RouteRepositoryResult:
-    """Choose the repository from the text and the integration's configured repositories."""
+    """Choose the repository from the text and the configured repositories (asking the routing model if unclear)."""
     choice = slack.choose_repository(inp.integration_id, text=inp.text)
     return RouteRepositoryResult(
-        repository=choice.repository, needs_picker=choice.needs_picker, repositories=list(choice.repositories)
+        repository=choice.repository,
+        needs_picker=choice.needs_picker,
+        repositories=list(choice.repositories),
+        chosen_by_model=choice.chosen_by_model,
     )
 
 

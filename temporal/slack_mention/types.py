@@ -56,6 +56,7 @@ class RouteRepositoryResult:
     repository: str | None
     needs_picker: bool
     repositories: list[str] = field(default_factory=list)  # the choices the picker offers
+    chosen_by_model: bool = False  # True: the routing model (through the LLM gateway) chose `repository`
 
 
 @dataclass

@@ -95,6 +95,21 @@ LOOKUP_OPTIONS = dict(
         non_retryable_error_types=_NOT_RETRYABLE,
     ),
 )
+# Repository routing: database lookups, plus, when the rules cannot decide, one call to the
+# routing model through the LLM gateway (bounded by model_routing.ROUTING_TIMEOUT_SECONDS per
+# read, a few seconds). That call never raises (any failure means the picker), so the
+# attempt's budget only has to hold it; the helper thread heartbeats meanwhile. Retried
+# like the lookups: only the database can fail it.
+ROUTE_OPTIONS = dict(
+    start_to_close_timeout=timedelta(seconds=45),
+    heartbeat_timeout=HEARTBEAT_TIMEOUT,
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        maximum_interval=timedelta(seconds=10),
+        maximum_attempts=5,
+        non_retryable_error_types=_NOT_RETRYABLE,
+    ),
+)
 # Activities that call Slack (several calls of up to ~10 s each). A Slack 429 fails the
 # attempt with `next_retry_delay` = Retry-After, which takes the place of the backoff.
 SLACK_OPTIONS = dict(
@@ -202,7 +217,7 @@ class SlackMentionWorkflow:
             ROUTE_REPOSITORY_ACTIVITY,
             RouteRepositoryInput(integration_id=inp.integration_id, text=mention.text),
             result_type=RouteRepositoryResult,
-            **LOOKUP_OPTIONS,
+            **ROUTE_OPTIONS,
         )
         repository = route.repository
         if route.needs_picker:
