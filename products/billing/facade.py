@@ -11,6 +11,7 @@ Billing depends on `products.accounts` only; it never imports another product.
 """
 from __future__ import annotations
 
+from .live_credits import LiveCredits, add_live_credits, live_credits
 from .quota_limiting import (
     QuotaResource,
     QuotaStateUnavailable,
@@ -25,15 +26,18 @@ from .usage import CheckedUsageEvent, RecordedUsage, credits_for_cost, record_us
 __all__ = [
     "Actor",
     "CheckedUsageEvent",
+    "LiveCredits",
     "QuotaChangeError",
     "QuotaResource",
     "QuotaStateUnavailable",
     "RecordedUsage",
     "ResourceQuotaStatus",
+    "add_live_credits",
     "clear_quota_limit",
     "credits_for_cost",
     "get_quota_status",
     "is_team_limited",
+    "live_credits",
     "record_usage_events",
     "set_quota_limit",
     "usage_alert_due",

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 
 import redis
+from redis.client import Pipeline
 
 from posthog_app.redis_client import get_client
 
@@ -172,17 +173,20 @@ class QuotaStateChanges:
         return bool(self.adds or self.removes)
 
 
-def apply_quota_changes(changes: QuotaStateChanges) -> None:
+def apply_quota_changes(changes: QuotaStateChanges, *, also: Callable[[Pipeline], None] | None = None) -> None:
     """Apply every add and remove atomically (one MULTI/EXEC round trip), in chunks of `WRITE_CHUNK`.
 
-    Readers see the state before or after, never half of it. Raises
-    `QuotaStateUnavailable` when Redis is unreachable; nothing is written then.
+    `also(pipe)` queues further writes into the same MULTI/EXEC (the recomputation's
+    live-credit counters). Readers see the state before or after, never half of it.
+    Raises `QuotaStateUnavailable` when Redis is unreachable; nothing is written then.
     """
-    if not changes:
+    if not changes and also is None:
         return
 
     def run(r: redis.Redis) -> None:
         pipe = r.pipeline(transaction=True)
+        if also is not None:
+            also(pipe)
         for (resource, state), mapping in changes.adds.items():
             key = redis_key(QuotaResource(resource), cache_for_state(state))
             items = list(mapping.items())
@@ -214,16 +218,26 @@ def read_quota_sets(resources: Iterable[str]) -> dict[tuple[str, str], dict[str,
 
     One pipelined round trip however many resources (the recomputation's read).
     """
+    return read_quota_sets_with(resources, None)[0]
+
+
+def read_quota_sets_with(
+    resources: Iterable[str], also: Callable[[Pipeline], object] | None
+) -> tuple[dict[tuple[str, str], dict[str, float]], list]:
+    """Like `read_quota_sets`, plus the replies of whatever `also(pipe)` queued, in the same round trip."""
     keys = [(QuotaResource(resource).value, state) for resource in resources for state in STATES]
 
     def run(r: redis.Redis) -> list:
         pipe = r.pipeline(transaction=False)
         for resource, state in keys:
             pipe.zrangebyscore(redis_key(QuotaResource(resource), cache_for_state(state)), "-inf", "+inf", withscores=True)
+        if also is not None:
+            also(pipe)
         return pipe.execute()
 
     results = _call(run)
-    return {key: {member.decode(): score for member, score in rows} for key, rows in zip(keys, results)}
+    sets = {key: {member.decode(): score for member, score in rows} for key, rows in zip(keys, results)}
+    return sets, results[len(keys):]
 
 
 def get_limited_until(

@@ -7,10 +7,20 @@ organizations:
 * five queries load every organization's plan, allowances, overrides and projects
   (`plans.load_org_terms`), one query sums usage per organization over its own period
   (`usage.billable_usage_by_org`);
-* one pipelined round trip reads the current sorted sets of the managed resources;
+* one pipelined round trip reads the current sorted sets of the managed resources and
+  snapshots every organization's live AI-credit counter (`live_credits.py`), before the
+  usage is summed;
 * the decision for each organization is made in Python, and only the differences are
-  written: one MULTI/EXEC pipeline to Redis and batched INSERTs into the audit log, in
-  one database transaction (a Redis failure rolls the audit rows back).
+  written: one MULTI/EXEC pipeline to Redis (sorted sets and live counters) and batched
+  INSERTs into the audit log, in one database transaction (a Redis failure rolls the
+  audit rows back).
+
+The live counters (`@posthog/ai-credits-live/<organization_id>`), which the LLM gateway
+increments per call and reads before each billable call, are reset from the database
+on every run: used = the period's billable credits (plus what the gateway added since
+the snapshot), limit = allowance + overage buffer (none without an allowance or under a
+"never limit" override), period end. An organization whose decision failed keeps its
+counter as it was.
 
 A failure while deciding one organization leaves its Redis state untouched (it is
 never silently unlimited) and is reported in the summary and the log.
@@ -44,6 +54,7 @@ from datetime import timezone as dt_timezone
 from django.db import connection, transaction
 from django.utils import timezone
 
+from . import live_credits as live
 from . import quota_limiting as ql
 from .alerts import send_usage_alerts
 from .models import BillingPlan, QuotaLimitChange, QuotaOverride
@@ -112,6 +123,7 @@ class RecomputeSummary:
     changes: list[TokenChange] = field(default_factory=list)
     swept: int = 0
     periods_rolled: int = 0
+    live_counters_written: int = 0
     alerts: list = field(default_factory=list)
     dry_run: bool = False
     duration_seconds: float = 0.0
@@ -129,6 +141,7 @@ class RecomputeSummary:
             ("project limit changes", len(self.changes)),
             ("expired entries swept", self.swept),
             ("billing periods rolled over", self.periods_rolled),
+            ("live credit counters reset", self.live_counters_written),
             ("usage alerts", len(self.alerts)),
         ]
 
@@ -148,6 +161,36 @@ class Decision:
 def read_quota_state(resources: Iterable[str]) -> dict[tuple[str, str], dict[str, float]]:
     """Return {(resource, state): {token: score}} for whole sets, expired members included; one round trip."""
     return ql.read_quota_sets(resources)
+
+
+def read_quota_state_and_counters(
+    resources: Iterable[str], organization_ids: Iterable[int]
+) -> tuple[dict[tuple[str, str], dict[str, float]], dict[int, live.LiveCredits]]:
+    """Read the sorted sets and snapshot the organizations' live counters, in one round trip."""
+    order: list[int] = []
+
+    def snapshot(pipe) -> None:
+        order.extend(live.queue_snapshot(pipe, organization_ids))
+
+    sets, replies = ql.read_quota_sets_with(resources, snapshot)
+    return sets, live.parse_snapshot(order, replies)
+
+
+def live_target(terms: OrgTerms, usage: dict[str, int]) -> live.LiveTarget:
+    """What one organization's live AI-credit counter should say: the figures the recomputation decided from."""
+    resource = ALWAYS_MANAGED
+    allowance = terms.allowances.get(resource)
+    limit = None
+    if allowance is not None and not allowance.unlimited and terms.overrides.get(resource) != QuotaOverride.Mode.NEVER_LIMIT:
+        limit = allowance.allowance + allowance.overage_buffer
+    exempt = frozenset(
+        project_id
+        for project_id, override in terms.project_overrides.get(resource, {}).items()
+        if override.mode == QuotaOverride.Mode.NEVER_LIMIT
+    )
+    return live.LiveTarget(
+        used=int(usage.get(resource, 0)), limit=limit, period_end=int(terms.period_end.timestamp()), exempt_projects=exempt
+    )
 
 
 # --- deciding ----------------------------------------------------------------------------
@@ -336,18 +379,20 @@ def update_all_orgs_billing_quotas(
 
 def _run(now, now_ts, dry_run, progress, on_start) -> RecomputeSummary:
     terms = load_org_terms(now)
-    usage = billable_usage_by_org({org_id: (t.period_start, t.period_end) for org_id, t in terms.items()})
     resources = list(METERED_RESOURCES)
     for t in terms.values():
         for resource in [*t.overrides, *t.project_overrides]:
             if resource not in resources:
                 resources.append(resource)
-    current = read_quota_state(resources)
+    # Before the usage is summed: a call the gateway counts after this snapshot stays counted.
+    current, counters = read_quota_state_and_counters(resources, list(terms))
+    usage = billable_usage_by_org({org_id: (t.period_start, t.period_end) for org_id, t in terms.items()})
 
     summary = RecomputeSummary(dry_run=dry_run, terms=terms, usage=usage)
     if on_start:
         on_start(len(terms))
     failed_tokens: set[str] = set()
+    live_targets: dict[int, live.LiveTarget] = {}
     for org_id, org_terms in terms.items():
         tokens = [token for _, token in org_terms.project_tokens]
         summary.checked += 1
@@ -368,6 +413,7 @@ def _run(now, now_ts, dry_run, progress, on_start) -> RecomputeSummary:
             else:
                 summary.unchanged += 1
             summary.changes.extend(changes)
+            live_targets[org_id] = live_target(org_terms, usage.get(org_id, {}))
         if progress:
             progress(1)
 
@@ -386,14 +432,21 @@ def _run(now, now_ts, dry_run, progress, on_start) -> RecomputeSummary:
         t for t in terms.values() if t.plan_id is not None and t.rolled_from is not None and t.organization_id not in failed_orgs
     ]
     summary.periods_rolled = len(rolled)
+    live_changes = live.diff(live_targets, counters)
+    summary.live_counters_written = len(live_changes)
     if not dry_run:
-        _write(summary.changes, sweeps, rolled)
+        _write(summary.changes, sweeps, rolled, live_changes)
     return summary
 
 
-def _write(changes: list[TokenChange], sweeps: list[tuple[str, str, str]], rolled: list[OrgTerms]) -> None:
-    """Write the audit rows, the Redis differences and the rolled periods; all or nothing."""
-    if not changes and not sweeps and not rolled:
+def _write(
+    changes: list[TokenChange],
+    sweeps: list[tuple[str, str, str]],
+    rolled: list[OrgTerms],
+    live_changes: live.LiveCreditChanges | None = None,
+) -> None:
+    """Write the audit rows, the Redis differences (sorted sets and live counters) and the rolled periods; all or nothing."""
+    if not changes and not sweeps and not rolled and not live_changes:
         return
     redis_changes = ql.QuotaStateChanges()
     for c in changes:
@@ -408,7 +461,9 @@ def _write(changes: list[TokenChange], sweeps: list[tuple[str, str, str]], rolle
         _roll_periods(rolled)
         _insert_audit_rows([c for c in changes if c.project_id is not None])
         # Last inside the transaction: if Redis refuses, the audit rows and period roll-over roll back.
-        ql.apply_quota_changes(redis_changes)
+        ql.apply_quota_changes(
+            redis_changes, also=(lambda pipe: live.queue_changes(pipe, live_changes)) if live_changes else None
+        )
 
 
 def _roll_periods(rolled: list[OrgTerms]) -> None:
