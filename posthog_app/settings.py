@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -163,6 +164,33 @@ QUOTA_CHECK_FAILURE_MODE = os.environ.get("QUOTA_CHECK_FAILURE_MODE", "open").st
 if QUOTA_CHECK_FAILURE_MODE not in {"open", "closed"}:
     raise ValueError(f"QUOTA_CHECK_FAILURE_MODE must be 'open' or 'closed', not {QUOTA_CHECK_FAILURE_MODE!r}")
 
+# The LLM gateway's throttles (products/llm_gateway/throttles.py, quota.py, cost_limits.py).
+# Where the ai_credits quota is read: "redis" (this deployment's Redis, through billing's
+# is_team_limited; unreachable Redis refuses billable calls) or "http" (GET
+# {LLM_GATEWAY_QUOTA_URL}/api/projects/{id}/quota_limits/ of a remote deployment, with the
+# caller's credential; answers cached, 5xx and timeouts retried, open for at most
+# LLM_GATEWAY_QUOTA_FAIL_OPEN_SECONDS of continuous failure, then closed).
+LLM_GATEWAY_QUOTA_SOURCE = os.environ.get("LLM_GATEWAY_QUOTA_SOURCE", "redis").strip().lower()
+if LLM_GATEWAY_QUOTA_SOURCE not in {"redis", "http"}:
+    raise ImproperlyConfigured(f"LLM_GATEWAY_QUOTA_SOURCE must be 'redis' or 'http', not {LLM_GATEWAY_QUOTA_SOURCE!r}")
+LLM_GATEWAY_QUOTA_URL = os.environ.get("LLM_GATEWAY_QUOTA_URL", "").strip().rstrip("/")
+if LLM_GATEWAY_QUOTA_SOURCE == "http" and not LLM_GATEWAY_QUOTA_URL:
+    raise ImproperlyConfigured("LLM_GATEWAY_QUOTA_SOURCE=http needs LLM_GATEWAY_QUOTA_URL (the remote deployment's base URL)")
+LLM_GATEWAY_QUOTA_CACHE_SECONDS = float(os.environ.get("LLM_GATEWAY_QUOTA_CACHE_SECONDS", "30"))  # "not limited" answers
+LLM_GATEWAY_QUOTA_TIMEOUT_SECONDS = float(os.environ.get("LLM_GATEWAY_QUOTA_TIMEOUT_SECONDS", "0.5"))  # per attempt / Redis read
+LLM_GATEWAY_QUOTA_RETRIES = int(os.environ.get("LLM_GATEWAY_QUOTA_RETRIES", "2"))  # after the first attempt (http)
+LLM_GATEWAY_QUOTA_FAIL_OPEN_SECONDS = float(os.environ.get("LLM_GATEWAY_QUOTA_FAIL_OPEN_SECONDS", "60"))
+# Cost throttles in USD (per product, shared by all its callers; per user of a product), each
+# over a sliding window in seconds. LLM_GATEWAY_PRODUCT_COST_LIMITS (JSON) overrides them per
+# product, e.g. {"slack_app_routing": {"product_usd": 50, "user_burst_usd": 5}}.
+LLM_GATEWAY_PRODUCT_COST_USD = float(os.environ.get("LLM_GATEWAY_PRODUCT_COST_USD", "1000"))
+LLM_GATEWAY_PRODUCT_COST_WINDOW_SECONDS = int(os.environ.get("LLM_GATEWAY_PRODUCT_COST_WINDOW_SECONDS", str(24 * 3600)))
+LLM_GATEWAY_USER_BURST_USD = float(os.environ.get("LLM_GATEWAY_USER_BURST_USD", "100"))
+LLM_GATEWAY_USER_BURST_WINDOW_SECONDS = int(os.environ.get("LLM_GATEWAY_USER_BURST_WINDOW_SECONDS", str(24 * 3600)))
+LLM_GATEWAY_USER_SUSTAINED_USD = float(os.environ.get("LLM_GATEWAY_USER_SUSTAINED_USD", "1000"))
+LLM_GATEWAY_USER_SUSTAINED_WINDOW_SECONDS = int(os.environ.get("LLM_GATEWAY_USER_SUSTAINED_WINDOW_SECONDS", str(30 * 86400)))
+LLM_GATEWAY_PRODUCT_COST_LIMITS = json.loads(os.environ.get("LLM_GATEWAY_PRODUCT_COST_LIMITS") or "{}")
+
 # The "Top up at ..." link of the quota denial and usage alerts: the billing page by default.
 BILLING_URL = os.environ.get("BILLING_URL") or f"{SITE_URL}/billing/"
 
@@ -186,6 +214,14 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": crontab(minute=35, hour=3),
     },
 }
+
+# The LLM gateway (products/llm_gateway): where each provider is reached, with the service's own key
+# (a provider without a key answers 503), and where the worker and agents reach the gateway.
+LLM_OPENAI_BASE_URL = os.environ.get("LLM_OPENAI_BASE_URL", "https://api.openai.com").rstrip("/")
+LLM_OPENAI_API_KEY = os.environ.get("LLM_OPENAI_API_KEY", "")
+LLM_ANTHROPIC_BASE_URL = os.environ.get("LLM_ANTHROPIC_BASE_URL", "https://api.anthropic.com").rstrip("/")
+LLM_ANTHROPIC_API_KEY = os.environ.get("LLM_ANTHROPIC_API_KEY", "")
+LLM_GATEWAY_URL = os.environ.get("LLM_GATEWAY_URL", "http://127.0.0.1:8001").rstrip("/")
 
 # Credits charged per event = round(cost_usd * 100 * (1 + AI_CREDITS_MARKUP)); 0.2 adds 20 %.
 AI_CREDITS_MARKUP = os.environ.get("AI_CREDITS_MARKUP", "0")

@@ -133,3 +133,109 @@ def slack_api(_slack_stub_server, settings):
     _slack_stub_server.reset()
     settings.SLACK_API_BASE_URL = _slack_stub_server.base_url
     return _slack_stub_server
+
+
+# --- The LLM gateway and its upstreams ----------------------------------------------------
+
+# The provider key the gateway is configured with in tests; the fake upstream refuses any other,
+# so a test passing through it shows the gateway replaced the caller's credential with ours.
+FAKE_PROVIDER_KEY = "sk-test-provider-key-of-the-gateway"
+
+
+@pytest.fixture(scope="session")
+def _fake_upstream_server():
+    from tests.llm_fakes import FakeUpstream
+
+    fake = FakeUpstream(expected_key=FAKE_PROVIDER_KEY)
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def fake_upstream(_fake_upstream_server, settings):
+    """OpenAI and Anthropic stood in for on loopback (tests/llm_fakes.py), empty of calls and scripts.
+
+    `settings.LLM_OPENAI_BASE_URL` / `LLM_ANTHROPIC_BASE_URL` point at it and both provider
+    keys are `FAKE_PROVIDER_KEY` (the only key it accepts). Script answers with
+    `fake_upstream.respond("/chat/completions", status=500, ...)`; change
+    `fake_upstream.defaults` (e.g. `chunk_delay`) for this test only.
+    """
+    from tests.llm_fakes import Defaults
+
+    fake = _fake_upstream_server
+    fake.reset()
+    fake.defaults = Defaults()
+    settings.LLM_OPENAI_BASE_URL = fake.base_url
+    settings.LLM_ANTHROPIC_BASE_URL = fake.base_url
+    settings.LLM_OPENAI_API_KEY = FAKE_PROVIDER_KEY
+    settings.LLM_ANTHROPIC_API_KEY = FAKE_PROVIDER_KEY
+    yield fake
+    fake.defaults = Defaults()
+
+
+class GatewayServer:
+    """The real ASGI application (`posthog_app.asgi:application`) under uvicorn, on a loopback port."""
+
+    def __init__(self) -> None:
+        import threading
+
+        import uvicorn
+
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            "posthog_app.asgi:application", host="127.0.0.1", port=self.port, lifespan="off", log_level="warning",
+            timeout_graceful_shutdown=5,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="gateway-server", daemon=True)
+        self.thread.start()
+        import time
+
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "the gateway server did not start"
+            time.sleep(0.02)
+
+    def url(self, product: str, path: str = "chat/completions") -> str:
+        """`gateway_server.url("slack_app", "messages")` -> http://127.0.0.1:<port>/llm/slack_app/v1/messages"""
+        return f"{self.base_url}/llm/{product}/v1/{path}"
+
+    def wait_for_usage(self, timeout: float = 10.0) -> None:
+        """Block until every call the gateway has begun is recorded (usage is stored after the response)."""
+        from products.llm_gateway.metering import wait_for_recordings
+
+        assert wait_for_recordings(timeout), f"usage was not recorded within {timeout} s"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def _gateway_server_session():
+    server = GatewayServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gateway_server(_gateway_server_session, transactional_db):
+    """The gateway served for real (uvicorn, a background thread) against the test database.
+
+    Its requests run in other threads, so they see committed data only: this fixture brings
+    `transactional_db` (or mark the test `@pytest.mark.django_db(transaction=True)`). Use it
+    with `fake_upstream` to reach a model:
+    `httpx.post(gateway_server.url("posthog_code"), headers={"x-api-key": key, ...}, json={...})`,
+    then `gateway_server.wait_for_usage()` before asserting on recorded usage. Database
+    connections are not kept between requests here (as under any ASGI server, see
+    DATABASE_CONN_MAX_AGE), so the test database can be flushed and dropped.
+    """
+    from django.db import connections
+
+    settings_dict = connections["default"].settings_dict
+    kept = settings_dict.get("CONN_MAX_AGE", 0)
+    settings_dict["CONN_MAX_AGE"] = 0
+    yield _gateway_server_session
+    _gateway_server_session.wait_for_usage(timeout=15)  # nothing recorded after the test's data is gone
+    settings_dict["CONN_MAX_AGE"] = kept

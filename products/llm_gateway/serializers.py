@@ -197,7 +197,9 @@ class _PropertiesBase(serializers.Serializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         product: ProductConfig = attrs["$ai_product"]
         errors: dict[str, list[str]] = {}
-        if not product.allows_model(attrs["$ai_model"]):
+        # An event that names no model is kept (usage recorded before models were named); one
+        # that names a model the product may not use is refused.
+        if attrs["$ai_model"] and not product.allows_model(attrs["$ai_model"]):
             errors["$ai_model"] = [f"Model {attrs['$ai_model']!r} is not allowed for product {product.name}."]
         if self.context.get("via_personal_api_key") and not product.allow_personal_api_keys:
             errors["$ai_product"] = [f"Product {product.name} does not accept usage sent with a personal API key."]

@@ -1,0 +1,141 @@
+"""Who is calling the gateway, and for which project: one credential, checked once, used throughout.
+
+The credential is read from `x-api-key` first, then `Authorization: Bearer` (a caller
+sending both is judged by `x-api-key` alone), and that same value is the one every later
+check of the request sees (`Caller.credential`, handed to the throttles): the seed's
+bypass, where one check read one header and the quota check another, cannot happen.
+
+Two kinds: a personal API key (`phx_...`, scope `llm_gateway:read`), or a server token
+(`phs_...`, see tokens.py) minted by our own code for one project and product. Each call
+is attributed to exactly one project the caller may use: the one a server token or a
+key scoped to a single project names; else the `X-Project-Id` header (checked against
+membership and the key's scoping); else the caller's only project. Refusals are typed
+(errors.py): 401 no or bad credential, 403 missing scope or a server-only product,
+400 ambiguous project, 404 a project that is not the caller's (or does not exist).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from products.accounts.facade import (
+    PERSONAL_API_KEY_PREFIX,
+    PersonalAPIKey,
+    Project,
+    get_visible_project,
+    scopes_grant,
+    visible_projects,
+)
+
+from .errors import BadRequest, NotFound, PermissionDenied, Unauthenticated
+from .products import ProductConfig
+from .tokens import SERVER_TOKEN_PREFIX, InvalidServerToken, verify_server_token
+
+REQUIRED_SCOPE = "llm_gateway:read"
+PROJECT_HEADER = "x-project-id"
+
+CredentialKind = Literal["personal_api_key", "server_token"]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated caller of one request and the project its call is attributed to."""
+
+    kind: CredentialKind
+    credential: str  # the raw value, as sent: every check of the request uses this one
+    project: Project
+    user_id: int | None = None
+    key_id: int | None = None
+    run_id: int | None = None
+
+
+def credential_from_headers(headers: Mapping[str, str]) -> str | None:
+    """Return the credential: `x-api-key` if sent, else the `Authorization: Bearer` value; None if neither."""
+    api_key = (headers.get("x-api-key") or "").strip()
+    if api_key:
+        return api_key
+    scheme, _, value = (headers.get("authorization") or "").strip().partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def authenticate(headers: Mapping[str, str], product: ProductConfig) -> Caller:
+    """Check the request's credential for `product` and attribute the call to one project.
+
+    `headers` are the request's headers with lower-case names. Touches the database
+    (key lookup, membership): call it through `sync_to_async`, once per request.
+    """
+    credential = credential_from_headers(headers)
+    if credential is None:
+        raise Unauthenticated(
+            "No credential: send a personal API key (phx_...) or a server token (phs_...) as `x-api-key` "
+            "or `Authorization: Bearer`."
+        )
+    requested = _requested_project_id(headers)
+    if credential.startswith(SERVER_TOKEN_PREFIX):
+        return _server_token_caller(credential, product, requested)
+    if credential.startswith(PERSONAL_API_KEY_PREFIX):
+        return _personal_key_caller(credential, product, requested)
+    raise Unauthenticated("Invalid credential: expected a personal API key (phx_...) or a server token (phs_...).")
+
+
+def _requested_project_id(headers: Mapping[str, str]) -> int | None:
+    raw = (headers.get(PROJECT_HEADER) or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise NotFound(f"Project {raw!r} not found.", code="project_not_found")
+    return int(raw)
+
+
+def _server_token_caller(credential: str, product: ProductConfig, requested: int | None) -> Caller:
+    try:
+        token = verify_server_token(credential, product.name)
+    except InvalidServerToken as exc:
+        raise Unauthenticated(str(exc), code="invalid_server_token") from None
+    if requested is not None and requested != token.project_id:
+        raise NotFound(f"Project {requested} not found.", code="project_not_found")
+    project = Project.objects.select_related("organization").filter(pk=token.project_id).first()
+    if project is None:  # deleted since the token was minted
+        raise Unauthenticated("The server token's project no longer exists.", code="invalid_server_token")
+    return Caller(kind="server_token", credential=credential, project=project, run_id=token.run_id)
+
+
+def _personal_key_caller(credential: str, product: ProductConfig, requested: int | None) -> Caller:
+    key = PersonalAPIKey.objects.find_by_value(credential)
+    if key is None or not key.user.is_active:
+        raise Unauthenticated("Invalid personal API key.")
+    if not scopes_grant(key.scopes, REQUIRED_SCOPE):
+        raise PermissionDenied(f"This API key is missing the required scope '{REQUIRED_SCOPE}'.", code="missing_scope")
+    if not product.allows_personal_api_keys_at_gateway():
+        raise PermissionDenied(
+            f"Product {product.name} accepts only server-minted credentials, not a personal API key.",
+            code="server_credential_required",
+        )
+    project = _key_project(key, requested)
+    key.mark_used()
+    return Caller(kind="personal_api_key", credential=credential, project=project, user_id=key.user_id, key_id=key.pk)
+
+
+def _key_project(key: PersonalAPIKey, requested: int | None) -> Project:
+    """The one project a call with `key` is for (see the module docstring for the order)."""
+    if requested is None:
+        scoped = list(key.scoped_projects.values_list("pk", flat=True)[:2])
+        if len(scoped) == 1:
+            requested = scoped[0]
+    if requested is not None:
+        project = get_visible_project(key.user, requested, key)
+        if project is None:
+            raise NotFound(f"Project {requested} not found.", code="project_not_found")
+        return project
+    candidates = list(visible_projects(key.user, key).order_by("pk")[:2])
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise NotFound("This key reaches no project.", code="project_not_found")
+    raise BadRequest(
+        "This key reaches more than one project: send the header X-Project-Id with the project to bill.",
+        code="project_required",
+    )

@@ -1,0 +1,208 @@
+"""Metering by the gateway itself: every call, success or failure, becomes one usage event.
+
+The view fills a `CallMeter` while the call runs (tokens from the upstream's usage, time to
+first token, the error if any) and calls `finish()` once the response or stream has ended
+(a client that went away mid-stream included). `finish()` never touches the database on
+the response path: it schedules `_record` as a task on the event loop, which prices the
+call (`pricing.cost_of`, one query for the overrides) and stores it through billing's
+facade (`record_usage_events`) in a worker thread, then tells the throttles what was spent.
+
+`wait_for_recordings()` blocks until every scheduled recording has been stored: tests (and
+a graceful shutdown) use it, since the client has its answer before the usage is stored.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+from django.utils import timezone
+
+from products.accounts.facade import Project
+from products.billing.facade import CheckedUsageEvent, credits_for_cost, record_usage_events
+
+from .pricing import TokenUsage, cost_of
+from .products import ProductConfig
+from .throttles import Spend, ThrottleContext, record_spend
+
+logger = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 2000
+
+
+class _InFlight:
+    """Counts recordings scheduled but not yet stored, across threads (the server's and a test's)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._cond = threading.Condition()
+
+    def begin(self) -> None:
+        with self._cond:
+            self._count += 1
+
+    def end(self) -> None:
+        with self._cond:
+            self._count -= 1
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._count <= 0, timeout)
+
+
+_in_flight = _InFlight()
+_tasks: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
+
+
+def wait_for_recordings(timeout: float = 10.0) -> bool:
+    """Block until every call begun so far has been recorded; False when `timeout` passed first."""
+    return _in_flight.wait(timeout)
+
+
+@dataclass
+class CallMeter:
+    """What is known about one call so far; mutated while the call runs, recorded once at the end."""
+
+    product: ProductConfig
+    project: Project
+    provider: str
+    model: str
+    trace_id: str
+    stream: bool
+    credential_kind: str
+    throttle_ctx: ThrottleContext | None = None
+    caller_properties: dict[str, Any] = field(default_factory=dict)
+    run_id: int | None = None
+    end_user: str = ""
+    started: float = field(default_factory=time.monotonic)
+    first_token_at: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    input_includes_cache: bool = True
+    http_status: int | None = None
+    error: str | None = None
+    client_disconnected: bool = False
+    _finished: bool = False
+
+    def __post_init__(self) -> None:
+        _in_flight.begin()  # before the client can have its answer, so a waiter never misses it
+
+    def first_token(self) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
+
+    def fail(self, message: str, status: int | None = None) -> None:
+        self.error = message[:MAX_ERROR_CHARS]
+        if status is not None:
+            self.http_status = status
+
+    def finish(self, before: Callable[[], Awaitable[Any]] | None = None) -> None:
+        """Schedule the recording (once), after `before` (e.g. closing the upstream stream) has run.
+
+        Safe to call from a `finally` of a cancelled task: it only creates a task.
+        """
+        if self._finished:
+            return
+        self._finished = True
+        latency = time.monotonic() - self.started
+        try:
+            task = asyncio.get_running_loop().create_task(self._record(latency, before))
+        except RuntimeError:  # no loop (never in the gateway): record inline rather than lose it
+            _in_flight.end()
+            raise
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
+
+    async def _record(self, latency: float, before: Callable[[], Awaitable[Any]] | None) -> None:
+        try:
+            if before is not None:
+                try:
+                    await before()
+                except Exception:  # closing a broken upstream connection may fail; the usage still counts
+                    logger.debug("closing the upstream response failed", exc_info=True)
+            event, spend = await sync_to_async(self._store, thread_sensitive=False)(latency)
+            if self.throttle_ctx is not None:
+                await record_spend(self.throttle_ctx, spend)
+        except Exception:
+            logger.exception("recording LLM usage failed (product %s, trace %s)", self.product.name, self.trace_id)
+        finally:
+            _in_flight.end()
+
+    def _store(self, latency: float) -> tuple[CheckedUsageEvent, Spend]:
+        close_old_connections()  # a worker thread outside the request cycle tidies its own connection
+        try:
+            event = self.usage_event(latency)
+            record_usage_events(self.project, [event])
+            return event, Spend(cost_usd=event.cost_usd, credits=credits_for_cost(event.cost_usd))
+        finally:
+            close_old_connections()
+
+    def usage_event(self, latency: float) -> CheckedUsageEvent:
+        """Return the call's event; the registry's product and billable flag are applied last."""
+        usage = TokenUsage(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cache_read_tokens=self.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+            input_includes_cache=self.input_includes_cache,
+        )
+        price = cost_of(self.provider, self.model, usage)
+        cost = price.cost_usd.quantize(Decimal("0.000000001"))
+        is_error = self.error is not None
+        properties: dict[str, Any] = dict(self.caller_properties)
+        properties.update(
+            {
+                "$ai_model": self.model,
+                "$ai_provider": self.provider,
+                "$ai_input_tokens": self.input_tokens,
+                "$ai_output_tokens": self.output_tokens,
+                "$ai_cache_read_input_tokens": self.cache_read_tokens,
+                "$ai_cache_creation_input_tokens": self.cache_write_tokens,
+                "$ai_total_cost_usd": float(cost),
+                "$ai_price_source": price.source,
+                "$ai_latency": round(latency, 4),
+                "$ai_stream": self.stream,
+                "$ai_trace_id": self.trace_id,
+                "$ai_http_status": self.http_status,
+                "$ai_is_error": is_error,
+                "$ai_gateway": True,
+                "$ai_credential": self.credential_kind,
+            }
+        )
+        if self.first_token_at is not None:
+            properties["$ai_time_to_first_token"] = round(self.first_token_at - self.started, 4)
+        if is_error:
+            properties["$ai_error"] = self.error
+        if self.client_disconnected:
+            properties["$ai_client_disconnected"] = True
+        if self.run_id is not None:
+            properties["$ai_run_id"] = self.run_id
+        if self.end_user:
+            properties["$ai_end_user"] = self.end_user
+        # Owned by the registry, applied last: no header or body field can spoof them.
+        properties["$ai_product"] = self.product.name
+        properties["$ai_billable"] = self.product.billable
+        return CheckedUsageEvent(
+            uuid=uuid.uuid4(),
+            timestamp=timezone.now(),
+            product=self.product.name,
+            billable=self.product.billable,
+            cost_usd=cost,
+            model=self.model[:200],
+            provider=self.provider,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            is_error=is_error,
+            properties=properties,
+        )

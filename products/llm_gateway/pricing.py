@@ -1,0 +1,152 @@
+"""What a call cost in USD: the operators' overrides first, then genai-prices' price table.
+
+genai-prices (pydantic's maintained price map) ships a data snapshot, so pricing works
+offline; the package is pinned and upgraded like any dependency. An operator override
+(`PriceOverride`, edited in the admin) replaces the package's figure for one model or a
+name prefix. A model neither knows costs 0 and is marked so (`source="unknown"`), never
+guessed.
+
+Token counts follow genai-prices' convention: `input_tokens` counts every input token,
+cache reads and writes included (OpenAI's `prompt_tokens`; Anthropic's `input_tokens`
+plus its cache counts, which `Usage.total_input_tokens` adds up).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import genai_prices
+
+from .models import PriceOverride
+
+MTOK = Decimal(1_000_000)
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    """Tokens of one call as the provider reported them."""
+
+    input_tokens: int = 0  # OpenAI: prompt tokens (cached included); Anthropic: uncached input only
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    input_includes_cache: bool = True  # OpenAI True; Anthropic False
+
+    @property
+    def total_input_tokens(self) -> int:
+        if self.input_includes_cache:
+            return self.input_tokens
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+
+@dataclass(frozen=True)
+class Price:
+    cost_usd: Decimal
+    source: str  # "override", "genai-prices" or "unknown"
+
+
+def find_override(provider: str, model: str) -> PriceOverride | None:
+    """Return the override for `model`: the exact one, else the longest matching prefix."""
+    candidates = [
+        o
+        for o in PriceOverride.objects.filter(provider=provider)
+        if (o.model == model if not o.is_prefix else model.startswith(o.model))
+    ]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda o: (not o.is_prefix, len(o.model)))
+
+
+def cost_of(provider: str, model: str, usage: TokenUsage) -> Price:
+    """Return what a call cost (reads the overrides: one query; call it off the response path)."""
+    override = find_override(provider, model) if model else None
+    if override is not None:
+        cache_price = override.cache_read_usd_per_mtok
+        if cache_price is None:
+            cache_price = override.input_usd_per_mtok
+        uncached = max(usage.total_input_tokens - usage.cache_read_tokens, 0)
+        cost = (
+            uncached * override.input_usd_per_mtok
+            + usage.cache_read_tokens * cache_price
+            + usage.output_tokens * override.output_usd_per_mtok
+        ) / MTOK
+        return Price(cost, "override")
+    package_price = package_cost(provider, model, usage)
+    if package_price is None:
+        return Price(Decimal(0), "unknown")
+    return Price(package_price, "genai-prices")
+
+
+def package_cost(provider: str, model: str, usage: TokenUsage) -> Decimal | None:
+    """genai-prices' cost for the call, or None for a model it does not know."""
+    if not model:
+        return None
+    try:
+        calculation = genai_prices.calc_price(
+            genai_prices.Usage(
+                input_tokens=usage.total_input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_read_tokens=usage.cache_read_tokens or None,
+                cache_write_tokens=usage.cache_write_tokens or None,
+            ),
+            model_ref=model,
+            provider_id=provider,
+        )
+    except LookupError:
+        return None
+    return Decimal(calculation.total_price)
+
+
+@dataclass(frozen=True)
+class ModelPriceRow:
+    """One row of the admin's price table."""
+
+    provider: str
+    model: str
+    name: str
+    input_usd_per_mtok: Decimal | None
+    output_usd_per_mtok: Decimal | None
+    cache_read_usd_per_mtok: Decimal | None
+    override: PriceOverride | None
+
+
+def known_models(provider: str) -> list[tuple[str, str]]:
+    """(model id, display name) of every model genai-prices knows for `provider`."""
+    from genai_prices import data_snapshot
+
+    found = data_snapshot.find_provider_by_id(data_snapshot.get_snapshot().providers, provider)
+    return [(m.id, m.name or m.id) for m in found.models] if found else []
+
+
+def price_table(allows: "callable") -> list[ModelPriceRow]:
+    """The effective price per model, for every known model `allows(model)` accepts."""
+    from genai_prices import data_snapshot
+
+    rows = []
+    snapshot = data_snapshot.get_snapshot()
+    for provider in PriceOverride.Provider.values:
+        found = data_snapshot.find_provider_by_id(snapshot.providers, provider)
+        for model in found.models if found else []:
+            if not allows(model.id):
+                continue
+            override = find_override(provider, model.id)
+            prices = model.prices if not isinstance(model.prices, list) else model.prices[-1].prices
+            rows.append(
+                ModelPriceRow(
+                    provider=provider,
+                    model=model.id,
+                    name=model.name or model.id,
+                    input_usd_per_mtok=override.input_usd_per_mtok if override else _flat(getattr(prices, "input_mtok", None)),
+                    output_usd_per_mtok=override.output_usd_per_mtok if override else _flat(getattr(prices, "output_mtok", None)),
+                    cache_read_usd_per_mtok=(override.cache_read_usd_per_mtok if override else _flat(getattr(prices, "cache_read_mtok", None))),
+                    override=override,
+                )
+            )
+    return rows
+
+
+def _flat(price) -> Decimal | None:
+    """A flat price as is; a tiered one by its base (first) tier."""
+    if price is None or isinstance(price, Decimal):
+        return price
+    return getattr(price, "base", None)

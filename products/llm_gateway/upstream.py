@@ -1,0 +1,93 @@
+"""The model providers upstream: where each is, our key for it, and one pooled client per event loop.
+
+Base URL and key per provider come from settings (`LLM_OPENAI_*`, `LLM_ANTHROPIC_*`), read
+at each call so an operator's (or a test's) change applies without a restart. Our
+provider key replaces the caller's credential; hop-by-hop headers, credentials and the
+gateway's own headers are never forwarded. One `httpx.AsyncClient` per event loop (one
+per process under uvicorn) keeps connections to the providers alive across calls.
+"""
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+from django.conf import settings
+
+from .errors import ProviderNotConfigured
+
+ANTHROPIC_VERSION = "2023-06-01"
+
+# Never forwarded: hop-by-hop headers (RFC 9110 7.6.1), anything that carries a credential,
+# headers the client library sets for its own connection, and the gateway's own headers.
+DROPPED_HEADERS = frozenset(
+    {
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te",
+        "trailer", "trailers", "transfer-encoding", "upgrade", "host", "content-length", "accept-encoding",
+        "authorization", "x-api-key", "cookie", "api-key", "openai-organization", "openai-project",
+        "x-project-id", "x-trace-id", "x-posthog-properties", "forwarded", "x-forwarded-for",
+        "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "content-type",
+    }
+)
+
+TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=30.0)
+LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=60.0)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One provider as configured now."""
+
+    provider: str  # "openai" or "anthropic"
+    base_url: str
+    api_key: str
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def headers(self, incoming: Mapping[str, str]) -> dict[str, str]:
+        """The headers to send: the caller's, minus the dropped ones, plus our credential."""
+        hop = {h.strip().lower() for h in (incoming.get("connection") or "").split(",") if h.strip()}
+        out = {
+            name: value
+            for name, value in incoming.items()
+            if name not in DROPPED_HEADERS and name not in hop and not name.startswith("x-posthog-")
+        }
+        out["content-type"] = "application/json"
+        if self.provider == "anthropic":
+            out["x-api-key"] = self.api_key
+            out.setdefault("anthropic-version", ANTHROPIC_VERSION)
+        else:
+            out["authorization"] = f"Bearer {self.api_key}"
+        return out
+
+
+def upstream_for(provider: str) -> Upstream:
+    """Return the provider's configuration; raise `ProviderNotConfigured` when it has no key."""
+    if provider == "anthropic":
+        base_url, api_key = settings.LLM_ANTHROPIC_BASE_URL, settings.LLM_ANTHROPIC_API_KEY
+    elif provider == "openai":
+        base_url, api_key = settings.LLM_OPENAI_BASE_URL, settings.LLM_OPENAI_API_KEY
+    else:
+        raise ProviderNotConfigured(f"Unknown provider {provider!r}.")
+    if not api_key:
+        name = provider.upper()
+        raise ProviderNotConfigured(
+            f"The {provider} provider is not configured on this gateway (LLM_{name}_API_KEY is unset)."
+        )
+    return Upstream(provider=provider, base_url=str(base_url).rstrip("/"), api_key=api_key)
+
+
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]" = weakref.WeakKeyDictionary()
+
+
+def get_client() -> httpx.AsyncClient:
+    """The pooled client of the running event loop (created on first use)."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(timeout=TIMEOUT, limits=LIMITS, follow_redirects=False, trust_env=False)
+        _clients[loop] = client
+    return client
