@@ -12,10 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from .access import get_visible_project, member_organizations, visible_projects
+from .api_keys import PERSONAL_API_KEY_PREFIX, scopes_grant
 from .api import ProjectScopedAPIView
 from .models import Organization, OrganizationMembership, PersonalAPIKey, Project
 
 __all__ = [
+    "PERSONAL_API_KEY_PREFIX",
     "Organization",
     "OrganizationMembership",
     "PersonalAPIKey",
@@ -24,6 +26,7 @@ __all__ = [
     "ProjectScopedAPIView",
     "get_visible_project",
     "member_organizations",
+    "scopes_grant",
     "visible_projects",
 ]
 
