@@ -2,16 +2,50 @@
 
 The gateway's views build one `ThrottleContext` per request and call `check_throttles`;
 the chain runs concurrently and the first denial in list order wins (a denial is data:
-logged and rendered as a 429 with `Retry-After`, never raised). After a call has been
-metered, `record_spend` tells the throttles that count spend (live credits, cost windows).
+logged, counted in `DENIALS` and rendered as a 429 with `Retry-After`, never raised).
+After a call has been metered, `record_spend` tells the throttles that count spend.
 
-SKELETON (issue 8): the interface is fixed here so the views and the throttles can be
-built apart; the throttles themselves are filled in by the throttle work.
+The chain, in order:
+
+1. `AICreditsThrottle` ("ai_credits", billable products only): the project's `ai_credits`
+   quota through the `QuotaResolver` (quota.py: the shared Redis, or a remote quota
+   endpoint with the caller's credential). Unknown quota state refuses (see quota.py for
+   the http source's 60 s of fail-open).
+2. `LiveCreditsThrottle` ("live_credits", billable products only): the organization's live
+   counter (billing's `live_credits`), which every recorded call moves at once, so usage
+   reaching allowance + buffer refuses the next call, not the next recomputation.
+3. `ProductCostThrottle` ("product_cost", every product): USD spent by all callers of the
+   product over its window (cost_limits.py).
+4. `UserCostThrottle` ("user_cost", every product): USD spent by one user of the product,
+   burst window then sustained window.
+
+The credit check that refuses on unknown state is the first one. The live counter and the
+cost windows are extra guards on top of it: when their Redis cannot be read they allow the
+call and log an error (with the redis quota source, that same outage already refuses
+billable calls in throttle 1).
 """
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+
+from django.conf import settings
+
+from posthog_app.redis_client import get_client
+from products.billing.facade import add_live_credits, live_credits
+
+from . import cost_limits as cl
+from .quota import QuotaResolver, get_quota_resolver
+
+logger = logging.getLogger(__name__)
+
+# Denials per scope since the process started (denials are data: logged and counted).
+DENIALS: Counter[str] = Counter()
 
 
 @dataclass(frozen=True)
@@ -28,7 +62,7 @@ class ThrottleContext:
     user_id: int | None = None  # the key's owner; None for a server token
     end_user: str = ""  # the end user the caller names (OpenAI `user`, Anthropic `metadata.user_id`)
     model: str = ""
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # "credential_header": "x-api-key" or "authorization"
 
 
 @dataclass(frozen=True)
@@ -48,11 +82,222 @@ class Spend:
     credits: int
 
 
-async def check_throttles(ctx: ThrottleContext) -> Denial | None:
-    """Run every throttle for `ctx` concurrently; return the first denial in list order, or None."""
+def _timeout() -> float:
+    return float(getattr(settings, "LLM_GATEWAY_QUOTA_TIMEOUT_SECONDS", 0.5))
+
+
+async def _off_loop(fn, *args, **kwargs):
+    """Run blocking Redis work in a thread, bounded so a stuck call cannot hold the request."""
+    return await asyncio.wait_for(asyncio.to_thread(fn, *args, **kwargs), _timeout() * 2 + 0.5)
+
+
+# --- the throttles -----------------------------------------------------------------------
+
+
+class AICreditsThrottle:
+    """Refuse a billable product while the project is limited for `ai_credits` (or its state is unknown)."""
+
+    scope = "ai_credits"
+
+    def __init__(self, resolver: QuotaResolver | None = None) -> None:
+        self._resolver = resolver
+
+    async def check(self, ctx: ThrottleContext) -> Denial | None:
+        if not ctx.billable:
+            return None
+        resolver = self._resolver or get_quota_resolver()
+        answer = await resolver.check(ctx)
+        if not answer.limited:
+            return None
+        return Denial(self.scope, answer.message, max(1, answer.retry_after))
+
+
+class LiveCreditsThrottle:
+    """Refuse a billable product once the organization's live credit counter reaches allowance + buffer."""
+
+    scope = "live_credits"
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+
+    async def check(self, ctx: ThrottleContext) -> Denial | None:
+        if not ctx.billable:
+            return None
+        try:
+            counter = await _off_loop(live_credits, ctx.organization_id, timeout=_timeout())
+        except Exception as exc:
+            logger.error("live credit counter unreadable for organization %s: %s: %s; not enforcing it",
+                         ctx.organization_id, type(exc).__name__, exc)
+            return None
+        now = self.clock()
+        if not counter.exceeded(ctx.project_id, now):
+            return None
+        return Denial(
+            self.scope,
+            f"This organization has used {counter.used:,} of its {counter.limit:,} AI credits this billing period "
+            "(allowance + overage buffer). Top up or wait for the next billing period.",
+            max(1, int(counter.period_end - now)),
+        )
+
+
+def _read_windows(requests: list[tuple[cl.Window, list[tuple[int, str]]]]) -> list[list[tuple[int, int]]]:
+    """MGET every window's buckets in one round trip; [(bucket, micro-USD)] per window, oldest first."""
+    keys = [key for _, buckets in requests for _, key in buckets]
+    values = get_client(_timeout()).mget(keys) if keys else []
+    result, i = [], 0
+    for _, buckets in requests:
+        result.append([(b, int(values[i + n] or 0)) for n, (b, _) in enumerate(buckets)])
+        i += len(buckets)
+    return result
+
+
+class _CostThrottle:
+    scope = ""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+
+    def windows(self, ctx: ThrottleContext) -> list[tuple[str, cl.Window]]:
+        raise NotImplementedError
+
+    async def check(self, ctx: ThrottleContext) -> Denial | None:
+        windows = self.windows(ctx)
+        if not windows:
+            return None
+        now = self.clock()
+        requests = [(window, cl.bucket_keys(subject, window, now)) for subject, window in windows]
+        try:
+            spent = await _off_loop(_read_windows, requests)
+        except Exception as exc:
+            logger.error("cost windows unreadable (%s) for %s: %s: %s; not enforcing them",
+                         self.scope, ctx.product, type(exc).__name__, exc)
+            return None
+        for (window, _), buckets in zip(requests, spent):
+            state = cl.window_state(window, buckets, now)
+            if state.exceeded:
+                return Denial(self.scope, self.message(ctx, window, state), state.retry_after)
+        return None
+
+    def message(self, ctx: ThrottleContext, window: cl.Window, state: cl.WindowState) -> str:
+        raise NotImplementedError
+
+
+def _span(seconds: int) -> str:
+    if seconds % 86400 == 0:
+        days = seconds // 86400
+        return "24 hours" if days == 1 else f"{days} days"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} hours"
+    return f"{seconds} seconds"
+
+
+class ProductCostThrottle(_CostThrottle):
+    """Refuse once all callers of the product together have spent its limit over its window."""
+
+    scope = "product_cost"
+
+    def windows(self, ctx: ThrottleContext) -> list[tuple[str, cl.Window]]:
+        return [(cl.product_subject(ctx.product), cl.limits_for(ctx.product).product)]
+
+    def message(self, ctx, window, state) -> str:
+        return (
+            f"Product {ctx.product} has reached its spending limit of {cl.format_usd(state.limit_micro)} "
+            f"per {_span(window.seconds)}; try again later."
+        )
+
+
+class UserCostThrottle(_CostThrottle):
+    """Refuse once one user of the product has spent its burst or sustained limit."""
+
+    scope = "user_cost"
+
+    def windows(self, ctx: ThrottleContext) -> list[tuple[str, cl.Window]]:
+        subject = cl.user_subject(ctx.product, ctx.user_id, ctx.end_user, ctx.project_id)
+        if subject is None:
+            return []
+        limits = cl.limits_for(ctx.product)
+        return [(subject, limits.user_burst), (subject, limits.user_sustained)]
+
+    def message(self, ctx, window, state) -> str:
+        kind = "burst" if window.name == "user_burst" else "sustained"
+        return (
+            f"You have reached your {kind} spending limit of {cl.format_usd(state.limit_micro)} per "
+            f"{_span(window.seconds)} for {ctx.product}; try again later."
+        )
+
+
+def default_throttles() -> list:
+    """The chain, in the order its denials win."""
+    return [AICreditsThrottle(), LiveCreditsThrottle(), ProductCostThrottle(), UserCostThrottle()]
+
+
+THROTTLES: list = default_throttles()
+
+
+# --- the runner --------------------------------------------------------------------------
+
+
+async def check_throttles(ctx: ThrottleContext, throttles: Sequence | None = None) -> Denial | None:
+    """Run every throttle for `ctx` concurrently; return the first denial in list order, or None.
+
+    A throttle that raises (none should) refuses a billable call for its own scope and
+    is ignored otherwise.
+    """
+    chain = THROTTLES if throttles is None else throttles
+    results = await asyncio.gather(*(t.check(ctx) for t in chain), return_exceptions=True)
+    for throttle, result in zip(chain, results):
+        if isinstance(result, BaseException):
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+            logger.error("throttle %s failed for project %s: %r", throttle.scope, ctx.project_id, result)
+            if not ctx.billable:
+                continue
+            result = Denial(throttle.scope, "Spending limits could not be checked; try again shortly.", 10)
+        if result is not None:
+            DENIALS[result.scope] += 1
+            logger.warning(
+                "throttle denied: scope=%s product=%s project=%s organization=%s user=%s retry_after=%s: %s",
+                result.scope, ctx.product, ctx.project_id, ctx.organization_id, ctx.user_id, result.retry_after,
+                result.message,
+            )
+            return result
     return None
 
 
-async def record_spend(ctx: ThrottleContext, spend: Spend) -> None:
+def _count_spend(ctx: ThrottleContext, spend: Spend, now: float) -> None:
+    """Add the spend to the cost windows (one pipelined round trip) and the credits to the live counter."""
+    problems = []
+    micro = cl.to_micro_usd(spend.cost_usd)
+    if micro > 0:
+        limits = cl.limits_for(ctx.product)
+        windows = [(cl.product_subject(ctx.product), limits.product)]
+        subject = cl.user_subject(ctx.product, ctx.user_id, ctx.end_user, ctx.project_id)
+        if subject is not None:
+            windows += [(subject, limits.user_burst), (subject, limits.user_sustained)]
+        try:
+            pipe = get_client(_timeout()).pipeline(transaction=False)
+            for subject_key, window in windows:
+                key = cl.current_key(subject_key, window, now)
+                pipe.incrby(key, micro)
+                pipe.expire(key, window.seconds + window.bucket_seconds)
+            pipe.execute()
+        except Exception as exc:
+            problems.append(f"cost windows: {type(exc).__name__}: {exc}")
+    if ctx.billable and spend.credits > 0:
+        try:
+            add_live_credits(ctx.organization_id, spend.credits, timeout=_timeout())
+        except Exception as exc:
+            problems.append(f"live credits: {type(exc).__name__}: {exc}")
+    if problems:
+        raise RuntimeError("; ".join(problems))
+
+
+async def record_spend(ctx: ThrottleContext, spend: Spend, *, now: float | None = None) -> None:
     """Count a metered call's spend against the throttles that track it (never raises)."""
-    return None
+    try:
+        await _off_loop(_count_spend, ctx, spend, time.time() if now is None else now)
+    except Exception as exc:
+        logger.error(
+            "could not count spend (%s USD, %s credits) for project %s / %s: %s: %s",
+            spend.cost_usd, spend.credits, ctx.project_id, ctx.product, type(exc).__name__, exc,
+        )
