@@ -21,11 +21,19 @@ from .quota_limiting import (
 )
 from .services import Actor, QuotaChangeError, clear_quota_limit, set_quota_limit
 from .signals import usage_alert_due
-from .usage import CheckedUsageEvent, RecordedUsage, credits_for_cost, record_usage_events
+from .usage import (
+    CheckedUsageEvent,
+    ProductModelUsage,
+    RecordedUsage,
+    credits_for_cost,
+    record_usage_events,
+    usage_by_product_and_model,
+)
 
 __all__ = [
     "Actor",
     "CheckedUsageEvent",
+    "ProductModelUsage",
     "LiveCredits",
     "QuotaChangeError",
     "QuotaResource",
@@ -40,5 +48,6 @@ __all__ = [
     "live_credits",
     "record_usage_events",
     "set_quota_limit",
+    "usage_by_product_and_model",
     "usage_alert_due",
 ]

@@ -180,3 +180,63 @@ def _usage_by_org_portable(periods: dict[int, tuple[datetime, datetime]]) -> dic
             entry[QuotaResource.AI_CREDITS.value] += credits
             entry[QuotaResource.LLM_EVENTS.value] += 1
     return result
+
+
+@dataclass(frozen=True)
+class ProductModelUsage:
+    """Usage of one (product, model, provider) over a time range, for the LLM gateway's admin."""
+
+    product: str
+    model: str
+    provider: str
+    calls: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+    credits: int
+    billable_credits: int
+
+
+def usage_by_product_and_model(since: datetime | None = None, until: datetime | None = None) -> list[ProductModelUsage]:
+    """Return usage grouped by product, model and provider (one query), most credits first.
+
+    `since` and `until` bound the events' timestamps (`since` <= ts < `until`); None is open.
+    `credits` counts every event's credits; `billable_credits` only those that count against
+    AI credits.
+    """
+    from django.db.models import Count, Q, Sum
+
+    rows = UsageEvent.objects.all()
+    if since is not None:
+        rows = rows.filter(timestamp__gte=since)
+    if until is not None:
+        rows = rows.filter(timestamp__lt=until)
+    grouped = (
+        rows.values("product", "model", "provider")
+        .annotate(
+            calls=Count("id"),
+            errors=Count("id", filter=Q(is_error=True)),
+            input_tokens=Sum("input_tokens"),
+            output_tokens=Sum("output_tokens"),
+            cost_usd=Sum("cost_usd"),
+            credits=Sum("credits"),
+            billable_credits=Sum("credits", filter=Q(billable=True)),
+        )
+        .order_by("-credits", "product", "model", "provider")
+    )
+    return [
+        ProductModelUsage(
+            product=row["product"],
+            model=row["model"],
+            provider=row["provider"],
+            calls=row["calls"],
+            errors=row["errors"],
+            input_tokens=int(row["input_tokens"] or 0),
+            output_tokens=int(row["output_tokens"] or 0),
+            cost_usd=row["cost_usd"] or Decimal(0),
+            credits=int(row["credits"] or 0),
+            billable_credits=int(row["billable_credits"] or 0),
+        )
+        for row in grouped
+    ]
