@@ -215,28 +215,28 @@ def usage_by_product_and_model(since: datetime | None = None, until: datetime | 
     grouped = (
         rows.values("product", "model", "provider")
         .annotate(
-            calls=Count("id"),
-            errors=Count("id", filter=Q(is_error=True)),
-            input_tokens=Sum("input_tokens"),
-            output_tokens=Sum("output_tokens"),
-            cost_usd=Sum("cost_usd"),
-            credits=Sum("credits"),
-            billable_credits=Sum("credits", filter=Q(billable=True)),
+            n_calls=Count("id"),
+            n_errors=Count("id", filter=Q(is_error=True)),
+            sum_input_tokens=Sum("input_tokens"),
+            sum_output_tokens=Sum("output_tokens"),
+            sum_cost_usd=Sum("cost_usd"),
+            sum_credits=Sum("credits"),
+            sum_billable_credits=Sum("credits", filter=Q(billable=True)),
         )
-        .order_by("-credits", "product", "model", "provider")
+        .order_by("-sum_credits", "product", "model", "provider")
     )
     return [
         ProductModelUsage(
             product=row["product"],
             model=row["model"],
             provider=row["provider"],
-            calls=row["calls"],
-            errors=row["errors"],
-            input_tokens=int(row["input_tokens"] or 0),
-            output_tokens=int(row["output_tokens"] or 0),
-            cost_usd=row["cost_usd"] or Decimal(0),
-            credits=int(row["credits"] or 0),
-            billable_credits=int(row["billable_credits"] or 0),
+            calls=row["n_calls"],
+            errors=row["n_errors"],
+            input_tokens=int(row["sum_input_tokens"] or 0),
+            output_tokens=int(row["sum_output_tokens"] or 0),
+            cost_usd=row["sum_cost_usd"] or Decimal(0),
+            credits=int(row["sum_credits"] or 0),
+            billable_credits=int(row["sum_billable_credits"] or 0),
         )
         for row in grouped
     ]
