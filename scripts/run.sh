@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # `make run`: the whole system on its embedded default, in the foreground.
 #   Redis (reused if one already answers on 6379), Temporal dev server (SQLite under .devdata/),
-#   migrations on SQLite, a demo account, then web + Temporal worker + Celery worker/beat under
+#   migrations on SQLite, a demo account, then web + LLM gateway + Temporal worker + Celery worker/beat under
 #   scripts/supervise.py. Ctrl-C stops everything this script started (piped or not) and exits 0.
 #
-# Environment (all optional): WEB_PORT (8000), TEMPORAL_ADDRESS (127.0.0.1:7233), TEMPORAL_UI_PORT
+# Environment (all optional): WEB_PORT (8000), GATEWAY_PORT (8001: the LLM gateway, uvicorn),
+# LLM_GATEWAY_URL (http://127.0.0.1:$GATEWAY_PORT), TEMPORAL_ADDRESS (127.0.0.1:7233), TEMPORAL_UI_PORT
 # (8233), REDIS_URL, SITE_URL (http://127.0.0.1:$WEB_PORT; a tunnel's URL to point a real Slack app
 # here), ALLOWED_HOSTS, DEBUG (default 0), SECRET_KEY (default: a random one kept in
 # $DEVDATA_DIR/secret_key), DEVDATA_DIR (.devdata), and the SLACK_* variables read below.
@@ -37,11 +38,14 @@ export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 export TEMPORAL_ADDRESS="${TEMPORAL_ADDRESS:-127.0.0.1:7233}"
 export WEB_PORT="${WEB_PORT:-8000}"
 export SITE_URL="${SITE_URL:-http://127.0.0.1:$WEB_PORT}"
+export GATEWAY_PORT="${GATEWAY_PORT:-8001}"
+export LLM_GATEWAY_URL="${LLM_GATEWAY_URL:-http://127.0.0.1:$GATEWAY_PORT}"
 TEMPORAL_UI_PORT="${TEMPORAL_UI_PORT:-8233}"
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# Order matters: supervise.py stops processes in reverse order, so the stores go last.
+# Order matters: supervise.py stops processes in reverse order, so the stores go last (and the
+# gateway after the worker, whose repository router calls it).
 PROCFILE="$DEVDATA_DIR/Procfile"
 : > "$PROCFILE"
 
@@ -66,6 +70,7 @@ fi
 CELERY_QUIET="PYTHONWARNINGS=ignore:You're running the worker with superuser privileges"
 cat >> "$PROCFILE" <<PROCS
 web: $PY manage.py runserver 127.0.0.1:$WEB_PORT --noreload
+gateway: env DATABASE_CONN_MAX_AGE=0 $ROOT/.venv/bin/uvicorn posthog_app.asgi:application --host 127.0.0.1 --port $GATEWAY_PORT --lifespan off --no-access-log --log-level warning
 worker: $PY manage.py run_temporal_worker
 celery: env "$CELERY_QUIET" $ROOT/.venv/bin/celery -A posthog_app worker -B --concurrency 1 --loglevel INFO -s $DEVDATA_DIR/celerybeat-schedule
 PROCS
@@ -97,6 +102,8 @@ say "
  Admin          $SITE_URL/admin/
  API docs       $SITE_URL/api/schema/swagger-ui/
  Health         $SITE_URL/healthz   $SITE_URL/readyz
+ LLM gateway    $LLM_GATEWAY_URL/llm/{product}/v1/chat/completions | /v1/messages | /v1/models
+                (upstreams: LLM_OPENAI_API_KEY / LLM_ANTHROPIC_API_KEY; unset answers 503)
  Temporal UI    http://127.0.0.1:$TEMPORAL_UI_PORT/
  Slack webhook  $SITE_URL/slack/events
  Demo account   $DEVDATA_DIR/demo.env   (DEBUG=$DEBUG)
@@ -105,6 +112,7 @@ say "
  Try:
    curl -H \"Authorization: Bearer $PERSONAL_API_KEY\" $SITE_URL/api/projects/$PROJECT_ID/quota_limits/
    .venv/bin/python manage.py quota_limits set --project $PROJECT_ID --resource ai_credits --until +1d
+   curl -H \"x-api-key: $PERSONAL_API_KEY\" $LLM_GATEWAY_URL/llm/posthog_code/v1/models
  Ctrl-C stops everything.
 ================================================================================
 "

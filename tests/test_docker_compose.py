@@ -16,7 +16,7 @@ APP_SERVICES = {name: svc for name, svc in SERVICES.items() if svc.get("build") 
 
 
 def test_the_stack_has_every_part_of_the_design():
-    assert {"postgres", "redis", "temporal", "temporal-ui", "web", "temporal-worker", "celery-worker", "celery-beat"} <= set(SERVICES)
+    assert {"postgres", "redis", "temporal", "temporal-ui", "web", "gateway", "temporal-worker", "celery-worker", "celery-beat"} <= set(SERVICES)
 
 
 @pytest.mark.parametrize("name", sorted(set(SERVICES) - {"migrate"}))
@@ -28,7 +28,7 @@ def check_entry_point(argv: list[str]) -> None:
     program = Path(argv[0]).name
     if program == "python" and argv[1] == "manage.py":
         assert argv[2] in get_commands(), f"no management command {argv[2]!r}"
-    elif program == "gunicorn":
+    elif program in {"gunicorn", "uvicorn"}:
         module, _, attr = argv[1].partition(":")
         assert callable(getattr(importlib.import_module(module), attr))
     elif program == "celery":

@@ -23,7 +23,13 @@ from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # What `make run` starts (the Redis it reuses here is not its own).
-EXPECTED = {"temporal server start-dev": "temporal", "runserver": "web", "run_temporal_worker": "worker", "celery -A posthog_app": "celery"}
+EXPECTED = {
+    "temporal server start-dev": "temporal",
+    "runserver": "web",
+    "uvicorn posthog_app.asgi:application": "gateway",
+    "run_temporal_worker": "worker",
+    "celery -A posthog_app": "celery",
+}
 
 
 def descendants(root: int) -> dict[int, str]:
@@ -70,6 +76,7 @@ def run_env(tmp_path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DJANGO_SETTINGS_MODULE", "SECRET_KEY", "DEBUG", "SITE_URL"}}
     env.update(
         WEB_PORT=str(free_port()),
+        GATEWAY_PORT=str(free_port()),
         TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
         TEMPORAL_UI_PORT=str(free_port()),
         DEVDATA_DIR=str(tmp_path / "devdata"),
@@ -118,11 +125,13 @@ def test_ctrl_c_with_output_in_a_file_stops_everything_quietly(run_env, tmp_path
         web = f"http://127.0.0.1:{run_env['WEB_PORT']}"
         # DEBUG is off, yet the admin's static files, the login page and the home page are served.
         assert answers(f"{web}/static/admin/css/base.css") and answers(f"{web}/login/") and answers(f"{web}/")
+        assert answers(f"http://127.0.0.1:{run_env['GATEWAY_PORT']}/healthz")  # the LLM gateway (uvicorn, ASGI)
         press_ctrl_c_and_check_everything_stops(run, children)
     log = log_path.read_text()
     assert "DEBUG=0" in log and "all stopped" in log
     stops = [line.split("stopping ", 1)[1].strip() for line in log.splitlines() if line.startswith("supervise") and "stopping " in line]
-    assert stops == ["celery", "worker", "web", "temporal"]  # the stores last: no worker outlives Temporal
+    # The stores last: no worker outlives Temporal; the gateway outlives the worker, whose router calls it.
+    assert stops == ["celery", "worker", "gateway", "web", "temporal"]
     for noise in ("Traceback", "SecurityWarning", "superuser privileges", "connection refused", "No directory at"):
         assert noise not in log, f"{noise!r} in the output of make run"
 
