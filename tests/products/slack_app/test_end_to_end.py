@@ -138,3 +138,56 @@ def test_picker_click_through_the_interactivity_endpoint_decides_the_repository(
     [note] = slack_api.calls_to("chat.postEphemeral")
     assert "expired" in note.args["text"]
     assert Task.objects.filter(project=integration.project).count() == 1
+
+
+# --- The repository router through the LLM gateway ---------------------------------------------
+
+
+def test_an_ambiguous_mention_is_routed_by_the_model_through_the_gateway_and_billed(
+    accounts, slack_api, temporal, worker, gateway_server, fake_upstream, settings
+):
+    """Slack -> webhook -> workflow -> route activity -> gateway -> provider: the model's choice
+    becomes the task's repository without a picker, and the routing call is billable usage."""
+    from products.billing.models import UsageEvent
+
+    settings.LLM_GATEWAY_URL = gateway_server.base_url
+    fake_upstream.respond("/chat/completions", text=json.dumps({"repository": "acme/api", "confidence": 0.9}))
+    integration = make_integration(accounts, ["acme/web", "acme/api"])
+    envelope = mention_envelope(team_id=integration.integration_id, text="<@UBOT> the orders endpoint returns 500s")
+    workflow_id = mention_workflow_id(integration.integration_id, envelope["event_id"])
+
+    assert post_event(Client(), envelope).json()["outcome"] == "started"
+    result = result_of(temporal, workflow_id)
+
+    [task] = Task.objects.filter(project=integration.project)
+    assert result["repository"] == task.repository == "acme/api"  # an untyped handle's result: a dict
+    assert not [c for c in slack_api.calls_to("chat.postMessage") if c.args.get("blocks")]  # no picker
+    assert len(on_it_posts(slack_api)) == 1
+    [call] = fake_upstream.calls_to("/chat/completions")
+    assert call.body["model"] == "gpt-4o-mini" and call.body["temperature"] == 0
+    gateway_server.wait_for_usage()
+    [usage] = UsageEvent.objects.filter(project=integration.project, product="slack_app_routing")
+    assert usage.billable
+
+
+def test_a_failing_routing_model_falls_back_to_the_picker_end_to_end(
+    accounts, slack_api, temporal, worker, gateway_server, fake_upstream, settings
+):
+    """The provider failing behind the gateway never fails the mention: the user is asked instead."""
+    settings.LLM_GATEWAY_URL = gateway_server.base_url
+    fake_upstream.respond("/chat/completions", status=500)
+    integration = make_integration(accounts, ["acme/web", "acme/api"])
+    envelope = mention_envelope(team_id=integration.integration_id, text="<@UBOT> the orders endpoint returns 500s")
+    workflow_id = mention_workflow_id(integration.integration_id, envelope["event_id"])
+
+    assert post_event(Client(), envelope).json()["outcome"] == "started"
+    [picker] = [c for c in slack_api.wait_for("chat.postMessage", timeout=30) if c.args.get("blocks")]
+    assert workflow_description(workflow_id).status.name == "RUNNING"
+
+    async def choose() -> None:
+        await temporal.client.get_workflow_handle(workflow_id).signal("repo_selected", "acme/web")
+
+    run_sync(choose())
+    result = result_of(temporal, workflow_id)
+    assert result["repository"] == "acme/web"
+    assert len(fake_upstream.calls_to("/chat/completions")) == 1
