@@ -11,7 +11,11 @@ sweep. Then it times three runs:
 
 For each run it counts database queries (connection.execute_wrapper), Redis round
 trips (writes to the socket: a pipeline is one) and Redis commands (INFO
-commandstats delta). It repeats everything at a tenth of the size and prints the
+commandstats delta). The live AI-credit counters (`@posthog/ai-credits-live/<org>`)
+ride in the same read and MULTI/EXEC: every organization's counter is written on the
+cold run, none on the steady one, and, on the changed run, those of the organizations
+with new usage plus those the LLM gateway counted calls for since (simulated: HINCRBY
+on 1 % of the counters, as `record_spend` does). It repeats everything at a tenth of the size and prints the
 growth ratios; the target is the full size in under 30 s with queries that do not
 grow with the number of organizations.
 
@@ -124,6 +128,7 @@ def measure(label: str) -> dict:
         "failed": summary.failed,
         "project_changes": len(summary.changes),
         "swept": summary.swept,
+        "live_counters_written": summary.live_counters_written,
         "alerts": len(summary.alerts),
         "orgs_alerted": orgs_alerted,
         "alert_seconds": round(alert_seconds, 3),
@@ -253,9 +258,14 @@ def seed(n_orgs: int, projects_per_org: int, rows_per_project: int) -> dict:
 
 
 def add_usage_for_one_percent(n_orgs: int, projects_per_org: int) -> None:
-    """Push 1 % of the 'under' organizations over their allowance."""
+    """Push 1 % of the 'under' organizations over their allowance; the gateway counts live calls for another 1 %."""
     now = timezone.now()
     targets = [i for i in range(n_orgs) if org_profile(i) == "under"][: max(1, n_orgs // 100)]
+    counted = [i for i in range(n_orgs) if org_profile(i) == "near"][: max(1, n_orgs // 100)]
+    pipe = get_client().pipeline(transaction=False)
+    for i in counted:
+        pipe.hincrby(f"@posthog/ai-credits-live/{i + 1}", "used", 7)  # calls the database never got: reset away
+    pipe.execute()
     copy_rows(
         UsageEvent._meta.db_table,
         ["project_id", "organization_id", "uuid", "event", "timestamp", "product", "credits", "cost_usd", "billable", "is_error", "properties", "received_at",
@@ -305,7 +315,8 @@ def main() -> int:
     say("-" * len(header))
     ratios = {}
     for s_run, f_run in zip(small["runs"], full["runs"]):
-        for metric in ("seconds", "db_queries", "redis_round_trips", "redis_commands", "project_changes", "newly_limited", "lifted", "swept"):
+        for metric in ("seconds", "db_queries", "redis_round_trips", "redis_commands", "project_changes", "newly_limited", "lifted", "swept",
+                       "live_counters_written"):
             a, b = s_run[metric], f_run[metric]
             ratio = (b / a) if a else float("nan") if b else 1.0
             ratios[f"{s_run['run']}.{metric}"] = round(ratio, 2) if ratio == ratio else None

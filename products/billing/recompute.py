@@ -40,7 +40,8 @@ that project: a limit set by hand (`quota_limits set`, the admin action) is such
 for longer, the longer limit wins.
 
 Redis is reached only through `quota_limiting`'s public functions (one read, one
-MULTI/EXEC write, the run's lock).
+MULTI/EXEC write, the run's lock), into whose pipelines `live_credits` queues the
+counters' snapshot and writes.
 """
 from __future__ import annotations
 
