@@ -118,9 +118,10 @@ class CallMeter:
         latency = time.monotonic() - self.started
         try:
             task = asyncio.get_running_loop().create_task(self._record(latency, before))
-        except RuntimeError:  # no loop (never in the gateway): record inline rather than lose it
+        except RuntimeError:  # no running loop (a stream dropped outside it): nothing can be recorded now
+            logger.error("LLM usage not recorded: no event loop (product %s, trace %s)", self.product.name, self.trace_id)
             _in_flight.end()
-            raise
+            return
         _tasks.add(task)
         task.add_done_callback(_tasks.discard)
 

@@ -11,9 +11,11 @@ Every refusal is a typed `GatewayError` rendered in the caller's API shape (erro
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -108,9 +110,20 @@ async def handle_call(request: HttpRequest, product_name: str, api: Api) -> Http
     )
     forwarded = upstream.headers(headers)
     url = upstream.url(api.path)
-    if meter.stream:
-        return await _stream(api, meter, url, forwarded, body)
-    return await _plain(api, meter, url, forwarded, body)
+    try:
+        if meter.stream:
+            return await _stream(api, meter, url, forwarded, body)
+        return await _plain(api, meter, url, forwarded, body)
+    except BaseException as exc:
+        # The client went away before the answer (Django cancels the view), or something broke:
+        # the call still reached the provider, so it is recorded, as an error, with what was seen.
+        if isinstance(exc, asyncio.CancelledError):
+            meter.client_disconnected = True
+            meter.fail("The client went away before the upstream answered.")
+        else:
+            meter.fail(f"The gateway failed: {type(exc).__name__}")
+        meter.finish()
+        raise
 
 
 def _parse_body(request: HttpRequest) -> dict[str, Any]:
@@ -229,9 +242,11 @@ async def _stream(api: Api, meter: CallMeter, url: str, headers: dict[str, str],
         meter.finish()
         return _answer(upstream_response.status_code, content, upstream_response, meter.trace_id)
     relay = SSERelay(api.shape, meter, drop_usage_chunk=drop_usage_chunk)
-    response = StreamingHttpResponse(
-        _relay(api, meter, relay, upstream_response), status=200, content_type="text/event-stream; charset=utf-8"
-    )
+    events = _relay(api, meter, relay, upstream_response)
+    # A client gone before the first event is sent leaves the generator unstarted, so its
+    # `finally` never runs: record the call (and close the upstream) when it is dropped.
+    weakref.finalize(events, meter.finish, upstream_response.aclose)
+    response = StreamingHttpResponse(events, status=200, content_type="text/event-stream; charset=utf-8")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # a buffering proxy in front would hold back the tokens
     response["X-Trace-Id"] = meter.trace_id

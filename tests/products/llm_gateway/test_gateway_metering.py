@@ -160,3 +160,13 @@ def test_recording_happens_after_the_answer_and_is_waited_for(gateway_server, fa
     for _ in range(5):
         assert chat(gateway_server, "posthog_code", member.key).status_code == 200
     assert len(recorded(gateway_server)) == 5
+
+
+def test_a_client_that_gives_up_on_a_plain_call_is_recorded_as_an_error(gateway_server, fake_upstream, member):
+    """A caller's timeout must not leave the call unrecorded (nor the gateway waiting on it forever)."""
+    fake_upstream.respond("/chat/completions", first_byte_delay=2.0)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(gateway_server.url("posthog_code"), headers={"x-api-key": member.key}, json=OPENAI_BODY, timeout=0.5)
+    [event] = recorded(gateway_server)
+    assert event.is_error and event.properties["$ai_client_disconnected"] is True
+    assert "went away" in event.properties["$ai_error"]
