@@ -16,7 +16,7 @@ membership and the key's scoping); else the caller's only project. Refusals are 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from products.accounts.facade import (
@@ -48,17 +48,24 @@ class Caller:
     user_id: int | None = None
     key_id: int | None = None
     run_id: int | None = None
+    header: str = "authorization"  # where the credential came: "x-api-key" or "authorization"
+
+
+def read_credential(headers: Mapping[str, str]) -> tuple[str, str] | None:
+    """Return (credential, header it came in): `x-api-key` if sent, else `Authorization: Bearer`; None if neither."""
+    api_key = (headers.get("x-api-key") or "").strip()
+    if api_key:
+        return api_key, "x-api-key"
+    scheme, _, value = (headers.get("authorization") or "").strip().partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip(), "authorization"
+    return None
 
 
 def credential_from_headers(headers: Mapping[str, str]) -> str | None:
-    """Return the credential: `x-api-key` if sent, else the `Authorization: Bearer` value; None if neither."""
-    api_key = (headers.get("x-api-key") or "").strip()
-    if api_key:
-        return api_key
-    scheme, _, value = (headers.get("authorization") or "").strip().partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return None
+    """Return the credential alone (see `read_credential`)."""
+    found = read_credential(headers)
+    return found[0] if found else None
 
 
 def authenticate(headers: Mapping[str, str], product: ProductConfig) -> Caller:
@@ -67,17 +74,18 @@ def authenticate(headers: Mapping[str, str], product: ProductConfig) -> Caller:
     `headers` are the request's headers with lower-case names. Touches the database
     (key lookup, membership): call it through `sync_to_async`, once per request.
     """
-    credential = credential_from_headers(headers)
-    if credential is None:
+    found = read_credential(headers)
+    if found is None:
         raise Unauthenticated(
             "No credential: send a personal API key (phx_...) or a server token (phs_...) as `x-api-key` "
             "or `Authorization: Bearer`."
         )
+    credential, header = found
     requested = _requested_project_id(headers)
     if credential.startswith(SERVER_TOKEN_PREFIX):
-        return _server_token_caller(credential, product, requested)
+        return replace(_server_token_caller(credential, product, requested), header=header)
     if credential.startswith(PERSONAL_API_KEY_PREFIX):
-        return _personal_key_caller(credential, product, requested)
+        return replace(_personal_key_caller(credential, product, requested), header=header)
     raise Unauthenticated("Invalid credential: expected a personal API key (phx_...) or a server token (phs_...).")
 
 

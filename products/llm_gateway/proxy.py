@@ -179,7 +179,7 @@ def _throttle_context(product: ProductConfig, caller: Caller, model: str, body: 
         user_id=caller.user_id,
         end_user=end_user if isinstance(end_user, str) else "",
         model=model,
-        extra={"run_id": caller.run_id} if caller.run_id is not None else {},
+        extra={"credential_header": caller.header, **({"run_id": caller.run_id} if caller.run_id is not None else {})},
     )
 
 
