@@ -204,3 +204,19 @@ def test_counters_expire_after_their_period(accounts, redis_db):
     plan.refresh_from_db()
     expires = redis_db.expiretime(live.live_key(org.id))
     assert expires == int(plan.period_end.timestamp()) + live.EXPIRE_AFTER_PERIOD_SECONDS
+
+
+def test_a_failing_organization_keeps_its_counter_as_it_was(accounts):
+    """Lifting on bad data would unlimit it: a plan row the job refuses leaves the counter alone too."""
+    org = accounts.organization()
+    project = accounts.project(org)
+    plan = make_plan(org, ai_credits=10)
+    use(project, 100)
+    run()
+    before = facade.live_credits(org.id)
+    assert before.exceeded(project.id)
+    ResourceAllowance.objects.filter(plan=plan).update(allowance=1000, grace_period_days=2)  # invalid for ai_credits
+    use(project, 5)
+    summary = run()
+    assert summary.failed == 1 and summary.live_counters_written == 0
+    assert facade.live_credits(org.id) == before
