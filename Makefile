@@ -29,6 +29,7 @@ bench: install
 	$(PY) bench/quota_check.py
 	$(PY) bench/recompute.py
 	$(PY) bench/slack_webhook.py
+	$(PY) bench/llm_gateway.py
 
 clean:
 	rm -rf $(VENV) .devdata staticfiles

@@ -499,6 +499,12 @@ def main() -> int:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "llm_gateway.json").write_text(json.dumps(report["json"], indent=2) + "\n")
         (RESULTS / "llm_gateway.txt").write_text(report["text"] + "\n")
+        # Correctness fails the run; the speed targets are reported (met or NOT met) above.
+        failed = [f"{n} {m}" for n, modes in results.items() for m, f in modes.items() if f.ok != f.requests]
+        if failed or events_recorded < through_ours:
+            print(f"FAIL: non-200 answers in {failed or 'no pass'}; {events_recorded} usage events for {through_ours} calls",
+                  file=sys.stderr)
+            return 1
         return 0
     finally:
         for proc, name in reversed(procs):
