@@ -14,9 +14,12 @@ Other products and `temporal/` import only `facade.py`. Modules:
     alerts.py         usage alerts: the receiver of billing's `usage_alert_due` signal
     models.py         Integration (bot token Fernet-encrypted at rest), SlackThreadTaskMapping, RepoPicker, BotMessage
     slack_client.py   the one WebClient factory (SLACK_API_BASE_URL; 429s surface, never slept on)
-    routing.py        which repository a mention is about
+    routing.py        which repository a mention is about (rules: named in the text, the only one, the default)
+    model_routing.py  when the rules cannot decide: ask a small model through the LLM gateway, else the picker
     workspaces.py     connecting a workspace by hand; finding a workspace's integration
 
 Settings: SLACK_SIGNING_SECRET, SLACK_API_BASE_URL, SLACK_TOKEN_ENCRYPTION_KEY,
-QUOTA_CHECK_FAILURE_MODE (open|closed), BILLING_URL, SITE_URL.
+QUOTA_CHECK_FAILURE_MODE (open|closed), BILLING_URL, SITE_URL; for the routing model:
+LLM_GATEWAY_URL, LLM_OPENAI_API_KEY / LLM_ANTHROPIC_API_KEY (either set: the router may ask),
+LLM_ROUTING_MODEL (empty: gpt-4o-mini with OpenAI, else claude-haiku-4-5).
 """
