@@ -190,8 +190,11 @@ def test_http_source_reads_the_real_endpoint_with_the_callers_key(
 ):
     assert call(gateway_server, billable_for_keys, member.key, header=header).status_code == 200
     [seen] = remote.requests
-    # The caller's own key (the same credential the gateway authenticated), not one of the gateway's.
-    assert seen.headers.get("x-api-key") == member.key or seen.headers.get("authorization") == f"Bearer {member.key}"
+    # The caller's own key (the same credential the gateway authenticated), in the header it came in.
+    if header == "x-api-key":
+        assert seen.headers["x-api-key"] == member.key and "authorization" not in seen.headers
+    else:
+        assert seen.headers["authorization"] == f"Bearer {member.key}" and "x-api-key" not in seen.headers
     limit(member.project)  # cached "not limited" holds for this key for 30 s, so ask with a second key
     _, second = accounts.key(member.user, scopes=["llm_gateway:read"])
     assert_refused(call(gateway_server, billable_for_keys, second, header=header), "ai_credits")
