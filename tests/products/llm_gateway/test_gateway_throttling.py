@@ -118,6 +118,19 @@ def test_a_non_billable_product_is_not_refused_by_the_credit_throttles(gateway_s
     assert len(fake_upstream.calls) == 1
 
 
+def test_with_redis_unreachable_billable_calls_are_refused_and_non_billable_ones_served(
+    gateway_server, fake_upstream, member, settings
+):
+    """The redis quota source fails closed (nothing after the gateway checks again); the extra guards fail open."""
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.LLM_GATEWAY_QUOTA_TIMEOUT_SECONDS = 0.3
+    token = mint_server_token(member.project.id, "slack_app")
+    body = assert_refused(call(gateway_server, "slack_app", token), "ai_credits")
+    assert "temporarily unavailable" in body["error"]["message"]
+    assert fake_upstream.calls == []
+    assert call(gateway_server, "posthog_code", member.key).status_code == 200
+
+
 def test_live_credits_refuse_within_one_call_of_crossing_the_allowance(gateway_server, fake_upstream, member):
     """Each call costs the same; the allowance is crossed by the second: the third is refused, no recomputation between."""
     PriceOverride.objects.create(provider="openai", model="gpt-4o-mini", input_usd_per_mtok=Decimal("100000"),
