@@ -30,9 +30,7 @@ from tests.products.billing.usage_helpers import make_plan
 from tests.products.llm_gateway.gateway_support import (
     ANTHROPIC_BODY,
     OPENAI_BODY,
-    chat,
     member,  # noqa: F401 (fixture)
-    message,
 )
 
 from .quota_support import RemoteQuota, refuse_like_posthog

@@ -120,13 +120,14 @@ def test_live_credits_is_reset_by_the_recomputation(accounts):
     plan = make_plan(org, ai_credits=100)
     use(project, 90)
     update_all_orgs_billing_quotas(send_alerts=False)
+    plan.refresh_from_db()
     ctx = context(project, "phx_k")
     spend(ctx, "0.2", credits=20)  # counted live, but never stored (e.g. an event lost): 110
     assert run(LiveCreditsThrottle().check(ctx)).scope == "live_credits"
     update_all_orgs_billing_quotas(send_alerts=False)  # the database says 90
     assert billing.live_credits(org.id).used == 90
+    assert billing.live_credits(org.id).period_end == int(plan.period_end.timestamp())
     assert run(LiveCreditsThrottle().check(ctx)) is None
-    assert plan
 
 
 def test_live_credits_ignores_non_billable_products_and_exempt_projects(accounts, redis_db):
