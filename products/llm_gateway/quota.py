@@ -14,7 +14,8 @@
     (or `LLM_GATEWAY_QUOTA_CACHE_SECONDS` if it has none): they can only refuse.
   - "not limited" answers are cached for `LLM_GATEWAY_QUOTA_CACHE_SECONDS`, for the
     project AND the credential that got them: a key the endpoint would refuse never
-    rides on another key's answer.
+    rides on another key's answer. Concurrent checks of the same project and credential
+    share one request.
   - 5xx, 429, timeouts, connection errors and unreadable bodies are retried with
     exponential backoff (`LLM_GATEWAY_QUOTA_RETRIES` more attempts of
     `LLM_GATEWAY_QUOTA_TIMEOUT_SECONDS` each, so a request is held ~2 s at worst), then
@@ -169,6 +170,7 @@ class HttpQuotaSource:
         self._limited: OrderedDict[int, float] = OrderedDict()  # project -> until (cached "limited")
         self._not_limited: OrderedDict[tuple[int, str], float] = OrderedDict()  # (project, credential) -> expires
         self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> client
+        self._inflight: dict[tuple[int, int, str], asyncio.Task] = {}  # (loop, project, credential) -> request
 
     # The client is pooled per event loop (an httpx client belongs to the loop it was used on).
     def _client(self) -> httpx.AsyncClient:
@@ -218,6 +220,18 @@ class HttpQuotaSource:
         answer = self.cached(ctx)
         if answer is not None:
             return answer
+        # Concurrent checks of one project with one credential share one request (single flight):
+        # a burst of calls on a cold cache asks the endpoint once, not once per call.
+        loop = asyncio.get_running_loop()
+        key = (id(loop), ctx.project_id, self._fingerprint(ctx.credential))
+        task = self._inflight.get(key)
+        if task is None:
+            task = loop.create_task(self._ask(ctx))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _: self._inflight.pop(key, None))
+        return await asyncio.shield(task)  # a caller that goes away does not cancel the others' answer
+
+    async def _ask(self, ctx: QuotaRequest) -> QuotaAnswer:
         try:
             response = await self._get_with_retries(ctx)
         except _Transient as exc:

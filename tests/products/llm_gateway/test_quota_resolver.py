@@ -310,3 +310,18 @@ def member_free_ctx():
         organization_id = 1
 
     return context(P, "phx_key")
+
+
+@http
+def test_http_source_concurrent_checks_share_one_request(source, remote, member, accounts):
+    """A burst on a cold cache asks the endpoint once per credential, not once per call."""
+    project, user, key = member
+    _, other = accounts.key(user, scopes=["llm_gateway:read"])
+    remote.mode, remote.delay = "slow", 0.3
+
+    async def burst():
+        return await asyncio.gather(*(source.check(context(project, k)) for k in [key] * 10 + [other] * 5))
+
+    answers = run(burst())
+    assert all(a.reason == "ok" for a in answers)
+    assert remote.count() == 2
