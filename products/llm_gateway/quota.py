@@ -225,10 +225,10 @@ class HttpQuotaSource:
         loop = asyncio.get_running_loop()
         key = (id(loop), ctx.project_id, self._fingerprint(ctx.credential))
         task = self._inflight.get(key)
-        if task is None:
+        if task is None or task.get_loop() is not loop:  # (a stale entry of a loop that closed mid-request)
             task = loop.create_task(self._ask(ctx))
             self._inflight[key] = task
-            task.add_done_callback(lambda _: self._inflight.pop(key, None))
+            task.add_done_callback(lambda done: self._inflight.pop(key, None) if self._inflight.get(key) is done else None)
         return await asyncio.shield(task)  # a caller that goes away does not cancel the others' answer
 
     async def _ask(self, ctx: QuotaRequest) -> QuotaAnswer:
