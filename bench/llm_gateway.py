@@ -204,7 +204,7 @@ def start_ours(env: dict[str, str], workers: int, tmpdir: str) -> tuple[subproce
     log = os.path.join(tmpdir, "gateway.log")
     proc = subprocess.Popen(
         [str(VENV_BIN / "uvicorn"), "posthog_app.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
+         "--workers", str(workers), "--lifespan", "off", "--no-access-log", "--log-level", "warning"],  # as `make run`
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "wb"), start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
