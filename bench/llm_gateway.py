@@ -524,6 +524,17 @@ def main() -> int:
         _flush_bench_redis()
 
 
+def code_state() -> str:
+    """The commit measured, and whether the gateway's code had uncommitted changes (others may be editing it)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "products", "posthog_app"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{head}{' + uncommitted changes in products/ or posthog_app/' if dirty else ''}"
+
+
 def _flush_bench_redis() -> None:
     """Leave the bench's Redis database empty, as the other benchmarks do (only if this run used it)."""
     if "django" not in sys.modules:
@@ -547,6 +558,7 @@ def build_report(args, results, sequential, litellm_version, litellm_mode, notes
         "upstream_first_byte_delay_ms": args.delay_ms,
         "server_workers": args.workers,
         "cpus": os.cpu_count(),
+        "code": code_state(),
         "litellm_version": litellm_version,
         "litellm_mode": litellm_mode,
         "notes": notes,
@@ -570,6 +582,7 @@ def build_report(args, results, sequential, litellm_version, litellm_mode, notes
     lines = [
         f"LLM gateway overhead: {args.requests} OpenAI chat completions per pass, concurrency {args.concurrency}, "
         f"fake provider first byte after {args.delay_ms:.0f} ms, {args.workers} server worker(s) each, {os.cpu_count()} CPUs",
+        f"code: {figures['code']}",
         "",
         "".join([" " * width, *(f"{h:>14}" for h in header[1:])]),
     ]
