@@ -170,18 +170,21 @@ def find_thread_task(integration_id: int, *, channel: str, thread_ts: str) -> Th
     return ThreadTask(task_id=mapping.task_id, workflow_id=mapping.workflow_id)
 
 
-def choose_repository(integration_id: int, *, text: str) -> RepositoryChoice:
+def choose_repository(integration_id: int, *, text: str, workflow_id: str = "") -> RepositoryChoice:
     """Choose the repository from the text and the integration's configured repositories.
 
     When the rules cannot decide (`route_repository` needs the picker) and a model
     provider is configured, the routing model is asked through the LLM gateway (metered
-    and billed as `slack_app_routing`); any failure or hesitation of it means the picker.
+    and billed as `slack_app_routing`, traced with `workflow_id`); any failure or
+    hesitation of it means the picker.
     """
     integration = get_integration(integration_id)
     repositories = integration.repositories
     decision = route_repository(text, repositories, integration.default_repository)
     if decision.needs_picker and model_routing.is_configured():
-        choice = model_routing.pick_repository(project_id=integration.project_id, text=text, repositories=repositories)
+        choice = model_routing.pick_repository(
+            project_id=integration.project_id, text=text, repositories=repositories, trace_id=workflow_id
+        )
         if choice.repository is not None:
             return RepositoryChoice(repository=choice.repository, needs_picker=False, chosen_by_model=True)
     return RepositoryChoice(

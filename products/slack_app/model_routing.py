@@ -54,6 +54,7 @@ SYSTEM_PROMPT = (
 )
 
 _SLACK_USER = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
+_TRACE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")  # what the gateway accepts as X-Trace-Id
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,12 @@ def is_configured() -> bool:
     return provider() is not None
 
 
-def pick_repository(*, project_id: int, text: str, repositories: list[str]) -> ModelChoice:
+def pick_repository(*, project_id: int, text: str, repositories: list[str], trace_id: str = "") -> ModelChoice:
     """Ask the gateway which of `repositories` the mention `text` is about; never raise.
 
     The result's `repository` is one of `repositories` (spelled as configured) or None,
-    meaning: ask with the picker.
+    meaning: ask with the picker. `trace_id` (the mention workflow's id) is sent as the
+    gateway's `X-Trace-Id`, so the usage event names the mention it was spent on.
     """
     api = provider()
     if api is None:
@@ -92,7 +94,7 @@ def pick_repository(*, project_id: int, text: str, repositories: list[str]) -> M
         return ModelChoice(None, "no_repositories")
     started = time.monotonic()
     try:
-        choice = _ask(api, project_id=project_id, text=text, repositories=repositories[:MAX_REPOSITORIES])
+        choice = _ask(api, project_id=project_id, text=text, repositories=repositories[:MAX_REPOSITORIES], trace_id=trace_id)
     except Exception as error:  # noqa: BLE001 - a routing hint must never fail the mention
         logger.warning("Repository routing for project #%s failed unexpectedly: %r", project_id, error)
         choice = ModelChoice(None, "error")
@@ -105,7 +107,7 @@ def pick_repository(*, project_id: int, text: str, repositories: list[str]) -> M
     return choice
 
 
-def _ask(api: str, *, project_id: int, text: str, repositories: list[str]) -> ModelChoice:
+def _ask(api: str, *, project_id: int, text: str, repositories: list[str], trace_id: str) -> ModelChoice:
     try:
         token = llm_gateway.mint_server_token(project_id, ROUTING_PRODUCT, ttl=TOKEN_TTL)
     except Exception as error:  # noqa: BLE001 - e.g. no signing key: ask the user instead
@@ -134,6 +136,8 @@ def _ask(api: str, *, project_id: int, text: str, repositories: list[str]) -> Mo
             "system": SYSTEM_PROMPT,
             "messages": [{"role": "user", "content": question}],
         }
+    if _TRACE_ID.match(trace_id or ""):
+        headers["X-Trace-Id"] = trace_id
     status, payload = _post_json(url, headers, body)
     if status is None:
         return ModelChoice(None, payload)  # "timeout" or "unreachable"

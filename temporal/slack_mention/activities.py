@@ -180,7 +180,8 @@ def find_thread_task_activity(inp: FindThreadTaskInput) -> ThreadTaskResult:
 @_django_activity
 def route_repository_activity(inp: RouteRepositoryInput) -> RouteRepositoryResult:
     """Choose the repository from the text and the configured repositories (asking the routing model if unclear)."""
-    choice = slack.choose_repository(inp.integration_id, text=inp.text)
+    workflow_id = activity.info().workflow_id if activity.in_activity() else ""
+    choice = slack.choose_repository(inp.integration_id, text=inp.text, workflow_id=workflow_id)
     return RouteRepositoryResult(
         repository=choice.repository,
         needs_picker=choice.needs_picker,

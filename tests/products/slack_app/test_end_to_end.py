@@ -167,7 +167,7 @@ def test_an_ambiguous_mention_is_routed_by_the_model_through_the_gateway_and_bil
     assert call.body["model"] == "gpt-4o-mini" and call.body["temperature"] == 0
     gateway_server.wait_for_usage()
     [usage] = UsageEvent.objects.filter(project=integration.project, product="slack_app_routing")
-    assert usage.billable
+    assert usage.billable and usage.properties["$ai_trace_id"] == workflow_id  # the usage names its mention
 
 
 def test_a_failing_routing_model_falls_back_to_the_picker_end_to_end(

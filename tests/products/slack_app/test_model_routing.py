@@ -103,6 +103,13 @@ def test_anthropic_is_asked_through_messages_when_only_it_is_configured(integrat
     assert call.body["model"] == "claude-haiku-4-5" and call.body["temperature"] == 0 and "system" in call.body
 
 
+def test_the_mention_workflow_id_is_the_gateway_trace_id(integration, gateway):
+    gateway.respond("/chat/completions", text=answer("acme/api"))
+    facade.choose_repository(integration.pk, text=AMBIGUOUS, workflow_id="posthog-code-mention-T0TEST:Ev0TRACE")
+    [call] = routing_calls(gateway)
+    assert {k.lower(): v for k, v in call.headers.items()}["x-trace-id"] == "posthog-code-mention-T0TEST:Ev0TRACE"
+
+
 def test_the_routing_model_setting_names_the_model(integration, gateway, settings):
     settings.LLM_ROUTING_MODEL = "gpt-4.1-nano"
     gateway.respond("/chat/completions", text=answer("ACME/API"))  # spelled differently: ours is used
