@@ -156,6 +156,10 @@ def _question(text: str, repositories: list[str]) -> str:
     return f"Repositories:\n{listed}\n\nRequest:\n{request}"
 
 
+# Our own gateway is reached directly: no HTTP(S)_PROXY from the environment in between.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _post_json(url: str, headers: dict[str, str], body: dict[str, Any]) -> tuple[int | None, str]:
     """POST `body`; return (status, response text), or (None, "timeout" / "unreachable")."""
     request = urllib.request.Request(
@@ -165,7 +169,7 @@ def _post_json(url: str, headers: dict[str, str], body: dict[str, Any]) -> tuple
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=ROUTING_TIMEOUT_SECONDS) as response:  # noqa: S310 - our own gateway
+        with _OPENER.open(request, timeout=ROUTING_TIMEOUT_SECONDS) as response:
             return response.status, response.read(64 * 1024).decode("utf-8", "replace")
     except urllib.error.HTTPError as error:
         error.close()
