@@ -1,16 +1,111 @@
 """ASGI entry point: the LLM gateway's server (uvicorn), and any server that prefers ASGI.
 
 `make run`'s `gateway` process and docker-compose's `gateway` service serve this with
-uvicorn; the gateway's views (`/llm/...`) are async and stream without holding a thread.
-The same application serves every other URL too (`/healthz` for the health check).
-Run it with `--lifespan off` (Django does not speak the lifespan protocol) and with
-`DATABASE_CONN_MAX_AGE=0`: Django closes an async request's connection when it ends,
-so connections kept for reuse would only pile up.
+uvicorn (`--lifespan off`: Django does not speak the lifespan protocol). Paths under
+`/llm/` (the gateway's async views) go through `GatewayASGIHandler`; every other path
+(`/healthz` for the health check, the admin...) gets Django's own handler and full
+middleware stack, as under WSGI.
 """
+import asyncio
 import os
 
 from django.core.asgi import get_asgi_application
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.exception import convert_exception_to_response
+from django.urls import set_script_prefix
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "posthog_app.settings")
 
-application = get_asgi_application()
+GATEWAY_PATH_PREFIX = "/llm/"
+
+
+class GatewayASGIHandler(ASGIHandler):
+    """Django's ASGI handler, trimmed to what an API called with a key needs.
+
+    Measured under load (bench/llm_gateway.py, 2 CPUs), Django's own handler spent more
+    of the event loop's time than the proxying itself, on three things the gateway does
+    not need:
+    - the middleware stack (sessions, CSRF, messages, clickjacking headers): each sync
+      middleware costs two thread hops per request;
+    - a thread per request (`ThreadSensitiveContext`) for the request's sync code;
+    - `request_started` sent through that thread: its receivers reset the query log and
+      close the request thread's database connections, and the gateway's views open none
+      there (their database work runs in their own pools, products/llm_gateway/db.py).
+    `request_finished` is still sent, by `response.close()` as Django does; its receivers
+    (close_old_connections, close_caches, reset_urlconf) find nothing to do on the loop.
+    The rest (`handle`'s disconnect handling) is Django 5.2's.
+    """
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        self._view_middleware = []
+        self._template_response_middleware = []
+        self._exception_middleware = []
+        get_response = self._get_response_async if is_async else self._get_response
+        self._middleware_chain = convert_exception_to_response(get_response)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope, receive, send):
+        from django.core.exceptions import RequestAborted
+
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            error_response.close()
+            return
+
+        async def process_request(request, send):
+            response = await self.run_get_response(request)
+            try:
+                await self.send_response(response, send)
+            except asyncio.CancelledError:
+                pass  # the client went away during send_response
+            return response
+
+        # As Django: watch for a disconnect while the view runs, and cancel the view if it comes.
+        tasks = [
+            asyncio.create_task(self.listen_for_disconnect(receive)),
+            asyncio.create_task(process_request(request, send)),
+        ]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                try:
+                    task.result()
+                except RequestAborted:
+                    pass
+                except AssertionError:
+                    body_file.close()
+                    raise
+            else:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        try:
+            response = tasks[1].result()
+        except asyncio.CancelledError:
+            pass
+        else:
+            response.close()
+        body_file.close()
+
+
+django_application = get_asgi_application()  # sets Django up first
+gateway_application = GatewayASGIHandler()
+
+
+async def application(scope, receive, send):
+    if scope["type"] == "http" and scope.get("path", "").startswith(GATEWAY_PATH_PREFIX):
+        return await gateway_application(scope, receive, send)
+    return await django_application(scope, receive, send)

@@ -70,7 +70,7 @@ fi
 CELERY_QUIET="PYTHONWARNINGS=ignore:You're running the worker with superuser privileges"
 cat >> "$PROCFILE" <<PROCS
 web: $PY manage.py runserver 127.0.0.1:$WEB_PORT --noreload
-gateway: env DATABASE_CONN_MAX_AGE=0 $ROOT/.venv/bin/uvicorn posthog_app.asgi:application --host 127.0.0.1 --port $GATEWAY_PORT --lifespan off --no-access-log --log-level warning
+gateway: $ROOT/.venv/bin/uvicorn posthog_app.asgi:application --host 127.0.0.1 --port $GATEWAY_PORT --lifespan off --no-access-log --log-level warning
 worker: $PY manage.py run_temporal_worker
 celery: env "$CELERY_QUIET" $ROOT/.venv/bin/celery -A posthog_app worker -B --concurrency 1 --loglevel INFO -s $DEVDATA_DIR/celerybeat-schedule
 PROCS

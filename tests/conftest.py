@@ -228,14 +228,19 @@ def gateway_server(_gateway_server_session, transactional_db):
     with `fake_upstream` to reach a model:
     `httpx.post(gateway_server.url("posthog_code"), headers={"x-api-key": key, ...}, json={...})`,
     then `gateway_server.wait_for_usage()` before asserting on recorded usage. Database
-    connections are not kept between requests here (as under any ASGI server, see
-    DATABASE_CONN_MAX_AGE), so the test database can be flushed and dropped.
+    connections are not kept between calls here (CONN_MAX_AGE 0 while the test runs), so the
+    test database can be flushed and dropped.
     """
     from django.db import connections
 
+    from products.llm_gateway.credentials import forget_cached_callers
+    from products.llm_gateway.pricing import forget_overrides
+
     settings_dict = connections["default"].settings_dict
     kept = settings_dict.get("CONN_MAX_AGE", 0)
-    settings_dict["CONN_MAX_AGE"] = 0
+    settings_dict["CONN_MAX_AGE"] = 0  # the gateway's own thread pools close their connections after each use
+    forget_cached_callers()  # keys, projects and price overrides of earlier tests are gone
+    forget_overrides()
     yield _gateway_server_session
     _gateway_server_session.wait_for_usage(timeout=15)  # nothing recorded after the test's data is gone
     settings_dict["CONN_MAX_AGE"] = kept

@@ -15,9 +15,12 @@ membership and the key's scoping); else the caller's only project. Refusals are 
 """
 from __future__ import annotations
 
+import hashlib
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 from products.accounts.facade import (
     PERSONAL_API_KEY_PREFIX,
@@ -28,6 +31,7 @@ from products.accounts.facade import (
     visible_projects,
 )
 
+from .db import run_auth
 from .errors import BadRequest, NotFound, PermissionDenied, Unauthenticated
 from .products import ProductConfig
 from .tokens import SERVER_TOKEN_PREFIX, InvalidServerToken, verify_server_token
@@ -68,11 +72,12 @@ def credential_from_headers(headers: Mapping[str, str]) -> str | None:
     return found[0] if found else None
 
 
-def authenticate(headers: Mapping[str, str], product: ProductConfig) -> Caller:
+async def authenticate(headers: Mapping[str, str], product: ProductConfig) -> Caller:
     """Check the request's credential for `product` and attribute the call to one project.
 
-    `headers` are the request's headers with lower-case names. Touches the database
-    (key lookup, membership): call it through `sync_to_async`, once per request.
+    `headers` are the request's headers with lower-case names. A server token is verified
+    here (no database); its project and a personal key's answer come from a short-lived
+    in-process cache (`CACHE_SECONDS`), else from one trip to the auth thread pool.
     """
     found = read_credential(headers)
     if found is None:
@@ -83,10 +88,73 @@ def authenticate(headers: Mapping[str, str], product: ProductConfig) -> Caller:
     credential, header = found
     requested = _requested_project_id(headers)
     if credential.startswith(SERVER_TOKEN_PREFIX):
-        return replace(_server_token_caller(credential, product, requested), header=header)
+        try:
+            token = verify_server_token(credential, product.name)
+        except InvalidServerToken as exc:
+            raise Unauthenticated(str(exc), code="invalid_server_token") from None
+        if requested is not None and requested != token.project_id:
+            raise NotFound(f"Project {requested} not found.", code="project_not_found")
+        project = _cache.get(("project", token.project_id))
+        if project is None:
+            project = await run_auth(_token_project, token.project_id)
+            _cache.put(("project", token.project_id), project)
+        return Caller(kind="server_token", credential=credential, project=project, run_id=token.run_id, header=header)
     if credential.startswith(PERSONAL_API_KEY_PREFIX):
-        return replace(_personal_key_caller(credential, product, requested), header=header)
+        cache_key = ("key", hashlib.sha256(credential.encode()).hexdigest(), product.name, requested)
+        caller = _cache.get(cache_key)
+        if caller is None:
+            caller = await run_auth(_personal_key_caller, credential, product, requested)
+            _cache.put(cache_key, caller)
+        return replace(caller, header=header)
     raise Unauthenticated("Invalid credential: expected a personal API key (phx_...) or a server token (phs_...).")
+
+
+class _TTLCache:
+    """Answers that passed every check, kept `CACHE_SECONDS` (used from the event loop's thread only).
+
+    Only successes are kept: a refused credential is looked up again every time, so a key
+    created a moment ago works at once. The price is that a deleted key, a deactivated
+    user or a removed membership still works for up to `CACHE_SECONDS` in each process.
+    """
+
+    def __init__(self, seconds: float, max_entries: int = 10_000) -> None:
+        self.seconds = seconds
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple, tuple[float, Any]] = OrderedDict()
+
+    def get(self, key: tuple) -> Any:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= time.monotonic():
+            del self._entries[key]
+            return None
+        return entry[1]
+
+    def put(self, key: tuple, value: Any) -> None:
+        self._entries[key] = (time.monotonic() + self.seconds, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+CACHE_SECONDS = 10.0
+_cache = _TTLCache(CACHE_SECONDS)
+
+
+def forget_cached_callers() -> None:
+    """Drop every cached answer (tests do, between tests; an operator may after revoking a key)."""
+    _cache.clear()
+
+
+def _token_project(project_id: int) -> Project:
+    project = Project.objects.select_related("organization").filter(pk=project_id).first()
+    if project is None:  # deleted since the token was minted
+        raise Unauthenticated("The server token's project no longer exists.", code="invalid_server_token")
+    return project
 
 
 def _requested_project_id(headers: Mapping[str, str]) -> int | None:
@@ -96,19 +164,6 @@ def _requested_project_id(headers: Mapping[str, str]) -> int | None:
     if not raw.isdigit() or len(raw) > 18:
         raise NotFound(f"Project {raw!r} not found.", code="project_not_found")
     return int(raw)
-
-
-def _server_token_caller(credential: str, product: ProductConfig, requested: int | None) -> Caller:
-    try:
-        token = verify_server_token(credential, product.name)
-    except InvalidServerToken as exc:
-        raise Unauthenticated(str(exc), code="invalid_server_token") from None
-    if requested is not None and requested != token.project_id:
-        raise NotFound(f"Project {requested} not found.", code="project_not_found")
-    project = Project.objects.select_related("organization").filter(pk=token.project_id).first()
-    if project is None:  # deleted since the token was minted
-        raise Unauthenticated("The server token's project no longer exists.", code="invalid_server_token")
-    return Caller(kind="server_token", credential=credential, project=project, run_id=token.run_id)
 
 
 def _personal_key_caller(credential: str, product: ProductConfig, requested: int | None) -> Caller:
@@ -124,6 +179,7 @@ def _personal_key_caller(credential: str, product: ProductConfig, requested: int
         )
     project = _key_project(key, requested)
     key.mark_used()
+    project.organization  # noqa: B018 (loaded here, in the pool's thread, not later on the event loop)
     return Caller(kind="personal_api_key", credential=credential, project=project, user_id=key.user_id, key_id=key.pk)
 
 

@@ -3,9 +3,10 @@
 The view fills a `CallMeter` while the call runs (tokens from the upstream's usage, time to
 first token, the error if any) and calls `finish()` once the response or stream has ended
 (a client that went away mid-stream included). `finish()` never touches the database on
-the response path: it schedules `_record` as a task on the event loop, which prices the
-call (`pricing.cost_of`, one query for the overrides) and stores it through billing's
-facade (`record_usage_events`) in a worker thread, then tells the throttles what was spent.
+the response path: it schedules `_record` as a task on the event loop, which hands the
+call to the loop's `_Recorder`; that prices calls (`pricing.cost_of`) and stores them in
+batches through billing's facade (`record_usage_events`) in the usage thread pool (db.py),
+then each call tells the throttles what it spent.
 
 `wait_for_recordings()` blocks until every scheduled recording has been stored: tests (and
 a graceful shutdown) use it, since the client has its answer before the usage is stored.
@@ -17,18 +18,18 @@ import logging
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from asgiref.sync import sync_to_async
-from django.db import close_old_connections
 from django.utils import timezone
 
 from products.accounts.facade import Project
 from products.billing.facade import CheckedUsageEvent, credits_for_cost, record_usage_events
 
+from .db import run_usage
 from .pricing import TokenUsage, cost_of
 from .products import ProductConfig
 from .throttles import Spend, ThrottleContext, record_spend
@@ -61,6 +62,63 @@ class _InFlight:
 
 _in_flight = _InFlight()
 _tasks: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
+MAX_BATCH = 500
+
+
+class _Recorder:
+    """Stores the calls of one event loop in batches: whatever queued while the last write ran.
+
+    An idle gateway writes each call at once; a busy one writes many calls per transaction
+    (one `record_usage_events` per project of the batch), so recording keeps up with the
+    calls without a database round trip per call.
+    """
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[CallMeter, float, asyncio.Future]] = asyncio.Queue()
+        self.task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def store(self, meter: "CallMeter", latency: float) -> Spend:
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        await self.queue.put((meter, latency, future))
+        return await future
+
+    async def _drain(self) -> None:
+        while True:
+            batch = [await self.queue.get()]
+            while len(batch) < MAX_BATCH and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            try:
+                spends = await run_usage(_store_batch, [(meter, latency) for meter, latency, _ in batch])
+            except Exception as exc:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, _, future), spend in zip(batch, spends):
+                if not future.done():
+                    future.set_result(spend)
+
+
+_recorders: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Recorder]" = weakref.WeakKeyDictionary()
+
+
+def _recorder() -> _Recorder:
+    loop = asyncio.get_running_loop()
+    recorder = _recorders.get(loop)
+    if recorder is None or recorder.task.done():
+        recorder = _recorders[loop] = _Recorder()
+    return recorder
+
+
+def _store_batch(calls: list[tuple["CallMeter", float]]) -> list[Spend]:
+    """Price and store `calls` (in a usage-pool thread): one `record_usage_events` per project."""
+    events = [meter.usage_event(latency) for meter, latency in calls]
+    by_project: dict[int, tuple[Project, list[CheckedUsageEvent]]] = {}
+    for (meter, _), event in zip(calls, events):
+        by_project.setdefault(meter.project.pk, (meter.project, []))[1].append(event)
+    for project, project_events in by_project.values():
+        record_usage_events(project, project_events)
+    return [Spend(cost_usd=e.cost_usd, credits=credits_for_cost(e.cost_usd)) for e in events]
 
 
 def wait_for_recordings(timeout: float = 10.0) -> bool:
@@ -132,22 +190,13 @@ class CallMeter:
                     await before()
                 except Exception:  # closing a broken upstream connection may fail; the usage still counts
                     logger.debug("closing the upstream response failed", exc_info=True)
-            event, spend = await sync_to_async(self._store, thread_sensitive=False)(latency)
+            spend = await _recorder().store(self, latency)
             if self.throttle_ctx is not None:
                 await record_spend(self.throttle_ctx, spend)
         except Exception:
             logger.exception("recording LLM usage failed (product %s, trace %s)", self.product.name, self.trace_id)
         finally:
             _in_flight.end()
-
-    def _store(self, latency: float) -> tuple[CheckedUsageEvent, Spend]:
-        close_old_connections()  # a worker thread outside the request cycle tidies its own connection
-        try:
-            event = self.usage_event(latency)
-            record_usage_events(self.project, [event])
-            return event, Spend(cost_usd=event.cost_usd, credits=credits_for_cost(event.cost_usd))
-        finally:
-            close_old_connections()
 
     def usage_event(self, latency: float) -> CheckedUsageEvent:
         """Return the call's event; the registry's product and billable flag are applied last."""

@@ -12,10 +12,13 @@ plus its cache counts, which `Usage.total_input_tokens` adds up).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 
 import genai_prices
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 
 from .models import PriceOverride
 
@@ -45,12 +48,42 @@ class Price:
     source: str  # "override", "genai-prices" or "unknown"
 
 
+OVERRIDES_CACHE_SECONDS = 30.0
+_overrides: tuple[float, tuple[PriceOverride, ...]] | None = None  # (expires at, every override)
+
+
+def _all_overrides() -> tuple[PriceOverride, ...]:
+    """Every override, read at most once per `OVERRIDES_CACHE_SECONDS` per process.
+
+    Saving or deleting one here forgets the copy at once (signals below); another process
+    sees the change within `OVERRIDES_CACHE_SECONDS`.
+    """
+    global _overrides
+    cached = _overrides
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    rows = tuple(PriceOverride.objects.all())
+    _overrides = (time.monotonic() + OVERRIDES_CACHE_SECONDS, rows)
+    return rows
+
+
+def forget_overrides() -> None:
+    """Read the overrides again on next use (after a change this process did not see, e.g. in tests)."""
+    global _overrides
+    _overrides = None
+
+
+@receiver([post_save, post_delete], sender=PriceOverride)
+def _forget_overrides(**kwargs: object) -> None:
+    forget_overrides()
+
+
 def find_override(provider: str, model: str) -> PriceOverride | None:
     """Return the override for `model`: the exact one, else the longest matching prefix."""
     candidates = [
         o
-        for o in PriceOverride.objects.filter(provider=provider)
-        if (o.model == model if not o.is_prefix else model.startswith(o.model))
+        for o in _all_overrides()
+        if o.provider == provider and (o.model == model if not o.is_prefix else model.startswith(o.model))
     ]
     if not candidates:
         return None
@@ -58,7 +91,7 @@ def find_override(provider: str, model: str) -> PriceOverride | None:
 
 
 def cost_of(provider: str, model: str, usage: TokenUsage) -> Price:
-    """Return what a call cost (reads the overrides: one query; call it off the response path)."""
+    """Return what a call cost (may read the overrides: call it off the response path)."""
     override = find_override(provider, model) if model else None
     if override is not None:
         cache_price = override.cache_read_usd_per_mtok

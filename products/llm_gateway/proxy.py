@@ -2,7 +2,7 @@
 
 `handle_call` is the whole flow behind both endpoints; the views only pick the API:
 1. the product from the path (registry; aliases resolve, unknown is a 404);
-2. the caller and its project (credentials.py; one database hop for both);
+2. the caller and its project (credentials.py; at most one database hop for both, none when cached);
 3. the body: a JSON object naming a model the product allows;
 4. the provider (configured, else 503) and the throttles (`check_throttles`, a 429 on denial);
 5. the upstream call, plain or streamed (SSE relayed event by event);
@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
 from .credentials import Caller, authenticate
@@ -76,7 +75,7 @@ async def handle_call(request: HttpRequest, product_name: str, api: Api) -> Http
     trace_id = trace_id_of(headers)
     try:
         product = product_of(product_name)
-        caller = await sync_to_async(authenticate)(headers, product)
+        caller = await authenticate(headers, product)
         body = _parse_body(request)
         model = body.get("model")
         if not isinstance(model, str) or not model:
@@ -281,7 +280,7 @@ async def list_models(request: HttpRequest, product_name: str) -> HttpResponse:
     shape: ApiShape = "anthropic" if "anthropic-version" in headers else "openai"
     try:
         product = product_of(product_name)
-        await sync_to_async(authenticate)(headers, product)
+        await authenticate(headers, product)
     except GatewayError as error:
         return render(error, shape)
     data = [
