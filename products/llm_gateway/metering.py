@@ -37,6 +37,16 @@ from .throttles import Spend, ThrottleContext, record_spend
 logger = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 2000
+# Every property the gateway sets on an event; a caller's value for any of them is dropped.
+OWNED_PROPERTIES = frozenset(
+    {
+        "$ai_product", "$ai_billable", "$ai_product_requested", "$ai_model", "$ai_provider", "$ai_input_tokens",
+        "$ai_output_tokens", "$ai_cache_read_input_tokens", "$ai_cache_creation_input_tokens", "$ai_total_cost_usd",
+        "$ai_price_source", "$ai_latency", "$ai_time_to_first_token", "$ai_stream", "$ai_trace_id",
+        "$ai_http_status", "$ai_is_error", "$ai_error", "$ai_gateway", "$ai_credential", "$ai_client_disconnected",
+        "$ai_run_id", "$ai_end_user",
+    }
+)
 
 
 class _InFlight:
@@ -210,7 +220,9 @@ class CallMeter:
         price = cost_of(self.provider, self.model, usage)
         cost = price.cost_usd.quantize(Decimal("0.000000001"))
         is_error = self.error is not None
-        properties: dict[str, Any] = dict(self.caller_properties)
+        # The caller's own properties (session, span, team...) are kept; none of the ones the
+        # gateway owns, even those it sets only sometimes (an `$ai_error` on a success, say).
+        properties: dict[str, Any] = {k: v for k, v in self.caller_properties.items() if k not in OWNED_PROPERTIES}
         properties.update(
             {
                 "$ai_model": self.model,

@@ -70,7 +70,11 @@ def product_of(name: str) -> ProductConfig:
 
 
 async def handle_call(request: HttpRequest, product_name: str, api: Api) -> HttpResponse:
-    """Serve one chat completion (OpenAI) or message (Anthropic) call; never raises."""
+    """Serve one chat completion (OpenAI) or message (Anthropic) call.
+
+    Every refusal is an answer in the caller's shape; only a cancellation (the client went
+    away) propagates, after the call has been handed to metering.
+    """
     headers = lower_headers(request)
     trace_id = trace_id_of(headers)
     try:
@@ -141,8 +145,8 @@ def _parse_body(request: HttpRequest) -> dict[str, Any]:
 def _caller_properties(headers: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
     """Extra event properties the caller sends (header `X-PostHog-Properties`, body `posthog_properties`).
 
-    They are stored with the event, under the ones the gateway owns (`$ai_product`,
-    `$ai_billable`, tokens, cost...), which metering applies last.
+    They are stored with the event, except those the gateway owns (`$ai_product`,
+    `$ai_billable`, tokens, cost..., see `metering.OWNED_PROPERTIES`), which it sets last.
     """
     properties: dict[str, Any] = {}
     sent = body.pop(PROPERTIES_FIELD, None)

@@ -68,14 +68,22 @@ def test_anthropic_usage_counts_cache_reads_as_input_for_the_price(gateway_serve
 @pytest.mark.parametrize("product, billable", [("slack_app", True), ("posthog_code", False)])
 def test_billable_is_the_registrys_whatever_the_caller_sends_in_headers_or_body(gateway_server, fake_upstream, accounts, member, product, billable):
     credential = mint_server_token(member.project.pk, product) if product == "slack_app" else member.key
-    spoof = {"$ai_billable": not billable, "$ai_product": "posthog_code" if billable else "slack_app", "team": "web"}
+    spoof = {
+        "$ai_billable": not billable,
+        "$ai_product": "posthog_code" if billable else "slack_app",
+        "$ai_total_cost_usd": 0,
+        "$ai_error": "pretend",
+        "$ai_session_id": "s-1",
+        "team": "web",
+    }
     body = {**ANTHROPIC_BODY, "posthog_properties": spoof}
     response = message(gateway_server, product, credential, body, x_posthog_properties=json.dumps(spoof))
     assert response.status_code == 200, response.text
     [event] = recorded(gateway_server)
     assert event.billable is billable and event.properties["$ai_billable"] is billable
     assert event.product == product and event.properties["$ai_product"] == product
-    assert event.properties["team"] == "web"  # the caller's own properties are kept
+    assert event.properties["team"] == "web" and event.properties["$ai_session_id"] == "s-1"  # the caller's own are kept
+    assert "$ai_error" not in event.properties and event.properties["$ai_total_cost_usd"] > 0  # ours are not spoofed
     [call] = fake_upstream.calls_to("/v1/messages")
     assert "posthog_properties" not in call.body
     assert "x-posthog-properties" not in {k.lower() for k in call.headers}
