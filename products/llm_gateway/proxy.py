@@ -23,6 +23,8 @@ from typing import Any
 import httpx
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
+from posthog_app.json_input import InvalidJSON, parse_json
+
 from .credentials import Caller, authenticate
 from .errors import ApiShape, BadRequest, GatewayError, NotFound, RateLimited, UpstreamUnreachable, render
 from .metering import CallMeter
@@ -33,6 +35,7 @@ from .throttles import ThrottleContext, check_throttles
 from .upstream import get_client, upstream_for
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_BODY_DEPTH = 128  # tool schemas nest deeper than usage events do
 TRACE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 PROPERTIES_HEADER = "x-posthog-properties"
 PROPERTIES_FIELD = "posthog_properties"  # taken out of the body before it goes upstream
@@ -134,9 +137,9 @@ def _parse_body(request: HttpRequest) -> dict[str, Any]:
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequest(f"The body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB.", code="body_too_large")
     try:
-        body = json.loads(raw)
-    except ValueError:
-        raise BadRequest("The body must be a JSON object.", code="invalid_json") from None
+        body = parse_json(raw, max_depth=MAX_BODY_DEPTH)
+    except InvalidJSON as exc:
+        raise BadRequest(f"The body must be a JSON object: {exc.reason}.", code="invalid_json") from None
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.", code="invalid_json")
     return body

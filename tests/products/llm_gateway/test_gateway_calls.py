@@ -167,9 +167,11 @@ def test_a_model_the_product_may_not_use_is_a_400_naming_the_allowed_ones(gatewa
     assert fake_upstream.calls == []
 
 
-def test_a_body_that_is_not_a_json_object_is_a_400(gateway_server, fake_upstream, member):
-    response = httpx.post(gateway_server.url("posthog_code"), headers={"x-api-key": member.key}, content=b"[1, 2]")
+@pytest.mark.parametrize("raw", [b"[1, 2]", b"{", b'{"model": "gpt-4o-mini", "temperature": NaN}', rb'{"model": "gpt-4o-mini\u0000"}'])
+def test_a_body_that_is_not_a_json_object_we_accept_is_a_400(gateway_server, fake_upstream, member, raw):
+    response = httpx.post(gateway_server.url("posthog_code"), headers={"x-api-key": member.key}, content=raw)
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
+    assert fake_upstream.calls == []
 
 
 def test_models_lists_what_the_product_may_use(gateway_server, fake_upstream, accounts):
