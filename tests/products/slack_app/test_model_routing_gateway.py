@@ -87,12 +87,6 @@ def test_failures_behind_the_gateway_lead_to_the_picker(routed, gateway_server, 
     assert len(fake_upstream.calls_to("/chat/completions")) == 1
 
 
-@pytest.mark.skip(
-    reason="The gateway does not yet record a non-streaming call whose client went away (products/llm_gateway/proxy.py "
-    "_plain: the view is cancelled before meter.finish(), the in-flight count never drops and wait_for_usage() times "
-    "out for every later test). The timeout branch itself is tested against the loopback stand-in in "
-    "test_model_routing.py::test_a_slow_gateway_times_out_into_the_picker; unskip once the gateway meters it."
-)
 def test_a_slow_model_times_out_into_the_picker(routed, gateway_server, fake_upstream, monkeypatch):
     monkeypatch.setattr(model_routing, "ROUTING_TIMEOUT_SECONDS", 0.5)
     fake_upstream.respond("/chat/completions", text=answer("acme/api"), first_byte_delay=2.0)
@@ -102,6 +96,9 @@ def test_a_slow_model_times_out_into_the_picker(routed, gateway_server, fake_ups
 
     assert choice.needs_picker and choice.repository is None
     assert time.monotonic() - started < 1.8
+    # The router gave up, the provider may still have charged: the gateway meters the call all the same.
+    gateway_server.wait_for_usage(timeout=15)
+    assert [u.billable for u in routing_usage(routed.project)] == [True]
 
 
 def test_a_team_out_of_ai_credits_gets_the_gateways_429_and_the_picker(routed, gateway_server, fake_upstream):
