@@ -37,6 +37,7 @@ from .products import ProductConfig
 from .tokens import SERVER_TOKEN_PREFIX, InvalidServerToken, verify_server_token
 
 REQUIRED_SCOPE = "llm_gateway:read"
+NO_SUCH_PROJECT = -1  # what an X-Project-Id that is not an id reads as: no project has it
 PROJECT_HEADER = "x-project-id"
 
 CredentialKind = Literal["personal_api_key", "server_token"]
@@ -162,7 +163,7 @@ def _requested_project_id(headers: Mapping[str, str]) -> int | None:
     if not raw:
         return None
     if not raw.isdigit() or len(raw) > 18:
-        raise NotFound(f"Project {raw!r} not found.", code="project_not_found")
+        return NO_SUCH_PROJECT  # a 404 like any project not the caller's, once the credential has been judged
     return int(raw)
 
 

@@ -46,6 +46,8 @@ def test_no_credential_is_a_401_in_the_callers_shape(gateway_server, fake_upstre
 @pytest.mark.parametrize("credential", ["phx_unknown", "sk-something", "phs_garbage", "Bearer"])
 def test_an_invalid_credential_is_a_401(gateway_server, fake_upstream, credential):
     assert chat(gateway_server, "posthog_code", credential).status_code == 401
+    # the credential is judged first, whatever project header comes with it
+    assert chat(gateway_server, "posthog_code", credential, x_project_id="not-a-number").status_code == 401
 
 
 def test_a_key_of_an_inactive_user_is_a_401(gateway_server, fake_upstream, member):
