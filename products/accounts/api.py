@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 from .access import get_visible_project
 from .models import Project
 from .permissions import APIScopePermission
+from .server_tokens import ServerToken
 
 
 class ProjectScopedAPIView(APIView):
@@ -15,8 +16,15 @@ class ProjectScopedAPIView(APIView):
 
     permission_classes = [APIScopePermission]
     required_scopes: list[str] = []
+    accepts_server_tokens = False  # see APIScopePermission
 
     def get_project(self) -> Project:
+        auth = self.request.auth
+        if isinstance(auth, ServerToken):  # our own server, for the one project the token names
+            project = Project.objects.select_related("organization").filter(pk=self.kwargs["project_id"]).first()
+            if project is None or project.pk != auth.project_id:
+                raise Http404("Project not found.")
+            return project
         project = get_visible_project(self.request.user, self.kwargs["project_id"], self.request.auth)
         if project is None:
             raise Http404("Project not found.")

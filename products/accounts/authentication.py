@@ -1,4 +1,4 @@
-"""DRF authentication by personal API key (`Authorization: Bearer` or `X-API-Key`)."""
+"""DRF authentication by personal API key or server token (`Authorization: Bearer` or `X-API-Key`)."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,6 +8,7 @@ from rest_framework.request import Request
 
 from .api_keys import PERSONAL_API_KEY_PREFIX
 from .models import PersonalAPIKey
+from .server_tokens import SERVER_TOKEN_PREFIX, InvalidServerToken, ServerToken, ServerTokenPrincipal, read_server_token
 
 
 def key_from_request(request: Request) -> str | None:
@@ -28,8 +29,8 @@ class PersonalAPIKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate(self, request: Request) -> tuple[Any, PersonalAPIKey] | None:
         value = key_from_request(request)
-        if value is None:
-            return None
+        if value is None or value.startswith(SERVER_TOKEN_PREFIX):
+            return None  # no credential, or a server token (ServerTokenAuthentication's)
         if not value.startswith(PERSONAL_API_KEY_PREFIX):
             raise exceptions.AuthenticationFailed("Invalid personal API key.")
         key = PersonalAPIKey.objects.find_by_value(value)
@@ -40,4 +41,28 @@ class PersonalAPIKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         # Makes DRF answer 401 (with WWW-Authenticate) rather than 403 when credentials are missing.
+        return self.keyword
+
+
+class ServerTokenAuthentication(authentication.BaseAuthentication):
+    """A server token (`phs_...`, minted by our own server for one project) as the credential.
+
+    Only views that say `accepts_server_tokens = True` let one through (APIScopePermission),
+    and only to the project it names (ProjectScopedAPIView.get_project). A forged or expired
+    token is a 401, never a fall-through to anonymous.
+    """
+
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[ServerTokenPrincipal, ServerToken] | None:
+        value = key_from_request(request)
+        if value is None or not value.startswith(SERVER_TOKEN_PREFIX):
+            return None
+        try:
+            token = read_server_token(value)
+        except InvalidServerToken as exc:
+            raise exceptions.AuthenticationFailed(str(exc)) from None
+        return ServerTokenPrincipal(token), token
+
+    def authenticate_header(self, request: Request) -> str:
         return self.keyword

@@ -15,9 +15,13 @@ from .access import get_visible_project, member_organizations, visible_projects
 from .api_keys import PERSONAL_API_KEY_PREFIX, scopes_grant
 from .api import ProjectScopedAPIView
 from .models import Organization, OrganizationMembership, PersonalAPIKey, Project
+from .server_tokens import SERVER_TOKEN_PREFIX, InvalidServerToken, ServerToken, read_server_token, sign_server_token
 
 __all__ = [
+    "InvalidServerToken",
     "PERSONAL_API_KEY_PREFIX",
+    "SERVER_TOKEN_PREFIX",
+    "ServerToken",
     "Organization",
     "OrganizationMembership",
     "PersonalAPIKey",
@@ -26,7 +30,9 @@ __all__ = [
     "ProjectScopedAPIView",
     "get_visible_project",
     "member_organizations",
+    "read_server_token",
     "scopes_grant",
+    "sign_server_token",
     "visible_projects",
 ]
 

@@ -6,6 +6,7 @@ from rest_framework.request import Request
 
 from .api_keys import scopes_grant
 from .models import PersonalAPIKey
+from .server_tokens import ServerToken
 
 
 class MissingScope(exceptions.PermissionDenied):
@@ -15,13 +16,19 @@ class MissingScope(exceptions.PermissionDenied):
 class APIScopePermission(permissions.BasePermission):
     """Session users pass (membership is checked by the project lookup); keys need a scope.
 
-    A view lists `required_scopes`; a key passes if it grants any of them.
+    A view lists `required_scopes`; a key passes if it grants any of them. A server token
+    passes only views that set `accepts_server_tokens` (the quota endpoint, which the LLM
+    gateway asks with the token its caller presented).
     """
 
     def has_permission(self, request: Request, view) -> bool:
         if not request.user or not request.user.is_authenticated:
             raise exceptions.NotAuthenticated()
         key = request.auth
+        if isinstance(key, ServerToken):
+            if getattr(view, "accepts_server_tokens", False):
+                return True
+            raise exceptions.PermissionDenied("Server tokens cannot be used on this endpoint.")
         if not isinstance(key, PersonalAPIKey):
             return True
         required: list[str] = list(getattr(view, "required_scopes", []))

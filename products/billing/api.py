@@ -33,6 +33,9 @@ class QuotaLimitsView(ProjectScopedAPIView):
     """The project's quota state; an LLM gateway asks this before each billable request."""
 
     required_scopes = ["project:read", "llm_gateway:read"]
+    # The LLM gateway of another deployment asks with the credential its caller presented,
+    # which for the server-only products is a server token naming this project.
+    accepts_server_tokens = True
     http_method_names = ["get", "head", "options"]
 
     @extend_schema(

@@ -218,8 +218,13 @@ def test_http_source_a_non_billable_product_never_asks(gateway_server, fake_upst
     assert remote.count() == 0
 
 
-def test_http_source_a_server_token_the_remote_does_not_accept_fails_closed(gateway_server, fake_upstream, member, remote):
-    """Our quota endpoint takes personal keys only: a server token's check is a 401 there, so the call is refused."""
+def test_http_source_reads_the_remote_quota_with_the_callers_server_token(gateway_server, fake_upstream, member, remote):
+    """The server-only products' callers present server tokens: the remote quota endpoint accepts them for their project."""
     token = mint_server_token(member.project.id, "slack_app")
-    assert_refused(call(gateway_server, "slack_app", token), "ai_credits")
-    assert fake_upstream.calls == []
+    assert call(gateway_server, "slack_app", token).status_code == 200
+    [seen] = remote.requests
+    assert seen.headers["x-api-key"] == token
+    limit(member.project)
+    refused_token = mint_server_token(member.project.id, "slack_app", run_id=2)  # another credential: not cached
+    assert_refused(call(gateway_server, "slack_app", refused_token), "ai_credits")
+    assert len(fake_upstream.calls) == 1

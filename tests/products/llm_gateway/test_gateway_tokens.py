@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from django.core import signing
 
+from products.accounts.server_tokens import TOKEN_SALT
 from products.llm_gateway.tokens import (
     SERVER_TOKEN_PREFIX,
-    TOKEN_SALT,
     InvalidServerToken,
     mint_server_token,
     verify_server_token,
