@@ -222,6 +222,9 @@ LLM_OPENAI_API_KEY = os.environ.get("LLM_OPENAI_API_KEY", "")
 LLM_ANTHROPIC_BASE_URL = os.environ.get("LLM_ANTHROPIC_BASE_URL", "https://api.anthropic.com").rstrip("/")
 LLM_ANTHROPIC_API_KEY = os.environ.get("LLM_ANTHROPIC_API_KEY", "")
 LLM_GATEWAY_URL = os.environ.get("LLM_GATEWAY_URL", "http://127.0.0.1:8001").rstrip("/")
+# The small model the repository router asks through the gateway (product slack_app_routing).
+# Empty: gpt-4o-mini when an OpenAI key is configured, else claude-haiku-4-5.
+LLM_ROUTING_MODEL = os.environ.get("LLM_ROUTING_MODEL", "").strip()
 
 # Credits charged per event = round(cost_usd * 100 * (1 + AI_CREDITS_MARKUP)); 0.2 adds 20 %.
 AI_CREDITS_MARKUP = os.environ.get("AI_CREDITS_MARKUP", "0")
