@@ -96,7 +96,11 @@ def start_and_wait_until_up(env: dict[str, str], stdout, timeout: float = 120) -
             time.sleep(3)  # let Celery fork its pool and beat, so they are counted too
             return run, descendants(run.pid)
         time.sleep(0.5)
+    leftovers = descendants(run.pid)
     os.killpg(run.pid, signal.SIGKILL)
+    for pid in leftovers:  # in sessions of their own: the group kill does not reach them
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
     raise AssertionError("make run did not come up")
 
 
@@ -139,7 +143,6 @@ def test_ctrl_c_with_output_in_a_file_stops_everything_quietly(run_env, tmp_path
 @pytest.mark.timeout(240)
 def test_ctrl_c_with_output_piped_into_a_reader_that_already_exited(run_env):
     """`make run | head -n 5`: the reader leaves during setup; everything still starts, and Ctrl-C stops it all."""
-    run, children = None, {}
     reader = subprocess.Popen(["head", "-n", "5"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
     run, children = start_and_wait_until_up(run_env, reader.stdin)
     reader.stdin.close()
@@ -180,5 +183,9 @@ def test_ctrl_c_kills_tee_first_and_still_stops_everything(run_env, tmp_path):
         assert run_status == "0"  # make sees success: no "make: *** Error 130"
         assert tee_status == str(-signal.SIGINT)  # tee did leave at once, as in a terminal
     finally:
-        if job.poll() is None:
+        if job.poll() is None:  # the test failed half way: leave nothing running (children have sessions of their own)
+            leftovers = descendants(job.pid)
             os.killpg(job.pid, signal.SIGKILL)
+            for pid in leftovers:
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)
