@@ -7,16 +7,18 @@ uvicorn (`--lifespan off`: Django does not speak the lifespan protocol). Paths u
 middleware stack, as under WSGI.
 """
 import asyncio
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
-from django.urls import set_script_prefix
+from django.urls import get_resolver, set_script_prefix
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "posthog_app.settings")
 
 GATEWAY_PATH_PREFIX = "/llm/"
+GATEWAY_URLCONF = "posthog_app.gateway_urls"
 
 
 class GatewayASGIHandler(ASGIHandler):
@@ -33,8 +35,14 @@ class GatewayASGIHandler(ASGIHandler):
       there (their database work runs in their own pools, products/llm_gateway/db.py).
     `request_finished` is still sent, by `response.close()` as Django does; its receivers
     (close_old_connections, close_caches, reset_urlconf) find nothing to do on the loop.
-    The rest (`handle`'s disconnect handling) is Django 5.2's.
+    The rest (`handle`'s disconnect handling) is Django 5.2's. Paths resolve against the
+    gateway's own URLs (`GATEWAY_URLCONF`), not the whole site's.
     """
+
+    def resolve_request(self, request):
+        resolver_match = get_resolver(GATEWAY_URLCONF).resolve(request.path_info)
+        request.resolver_match = resolver_match
+        return resolver_match
 
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware = []
@@ -103,6 +111,11 @@ class GatewayASGIHandler(ASGIHandler):
 
 django_application = get_asgi_application()  # sets Django up first
 gateway_application = GatewayASGIHandler()
+
+# Everything loaded so far (Django, the apps, their modules) lives as long as the process: move it
+# out of the collector's generations, so a full collection walks only what requests allocated
+# instead of pausing the event loop (every call in flight) to walk the whole heap.
+gc.freeze()
 
 
 async def application(scope, receive, send):

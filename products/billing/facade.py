@@ -11,13 +11,15 @@ Billing depends on `products.accounts` only; it never imports another product.
 """
 from __future__ import annotations
 
-from .live_credits import LiveCredits, add_live_credits, live_credits
+from .live_credits import LiveCredits, add_live_credits, live_credits, live_credits_from, queue_add_live_credits, queue_live_credits
 from .quota_limiting import (
     QuotaResource,
     QuotaStateUnavailable,
     ResourceQuotaStatus,
     get_quota_status,
     is_team_limited,
+    queue_team_limited,
+    team_limited_from,
 )
 from .services import Actor, QuotaChangeError, clear_quota_limit, set_quota_limit
 from .signals import usage_alert_due
@@ -46,8 +48,13 @@ __all__ = [
     "get_quota_status",
     "is_team_limited",
     "live_credits",
+    "live_credits_from",
+    "queue_add_live_credits",
+    "queue_live_credits",
+    "queue_team_limited",
     "record_usage_events",
     "set_quota_limit",
+    "team_limited_from",
     "usage_by_product_and_model",
     "usage_alert_due",
 ]

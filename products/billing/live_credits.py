@@ -98,12 +98,27 @@ def add_live_credits(organization_id: int, credits: int, *, timeout: float | Non
     credits = int(credits)
     if credits <= 0:
         return 0
-    return int(_call(lambda r: r.hincrby(live_key(organization_id), F_USED, credits), timeout))
+    return int(_call(lambda r: queue_add_live_credits(r, organization_id, credits), timeout))
+
+
+def queue_add_live_credits(pipe, organization_id: int, credits: int):
+    """Queue `add_live_credits`'s one write (an HINCRBY) on `pipe` (a caller's own pipeline, or a client)."""
+    return pipe.hincrby(live_key(organization_id), F_USED, int(credits))
 
 
 def live_credits(organization_id: int, *, timeout: float | None = None) -> LiveCredits:
     """Return the organization's live counter (one HGETALL); an organization never counted reads as empty."""
-    return _parse(_call(lambda r: r.hgetall(live_key(organization_id)), timeout))
+    return live_credits_from(_call(lambda r: r.hgetall(live_key(organization_id)), timeout))
+
+
+def queue_live_credits(pipe, organization_id: int) -> None:
+    """Queue `live_credits`'s one read (an HGETALL) on `pipe`; give its reply to `live_credits_from`."""
+    pipe.hgetall(live_key(organization_id))
+
+
+def live_credits_from(reply: dict | None) -> LiveCredits:
+    """The counter from its HGETALL reply (`live_credits` in a caller's own pipeline)."""
+    return _parse(reply or {})
 
 
 # --- the recomputation's side ------------------------------------------------------------

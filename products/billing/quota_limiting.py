@@ -258,6 +258,20 @@ def is_team_limited(
     decides whether that fails open or closed.
     """
     score = _call(lambda r: r.zscore(redis_key(resource, LIMITS), api_token), timeout=timeout)
+    return team_limited_from(score, now)
+
+
+# `is_team_limited` in two halves, for a caller that reads it in a pipeline of its own with other
+# keys (the LLM gateway's throttles: one round trip for every check of a call). Same key, same rule.
+
+
+def queue_team_limited(pipe: Pipeline, api_token: str, resource: QuotaResource) -> None:
+    """Queue `is_team_limited`'s one read (a ZSCORE) on `pipe`; give its reply to `team_limited_from`."""
+    pipe.zscore(redis_key(resource, LIMITS), api_token)
+
+
+def team_limited_from(score: float | None, now: float | None = None) -> bool:
+    """`is_team_limited`'s answer from its ZSCORE reply: limited while the score is after `now`."""
     return score is not None and score > (_now() if now is None else now)
 
 

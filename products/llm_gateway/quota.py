@@ -47,7 +47,7 @@ from typing import Protocol
 import httpx
 from django.conf import settings
 
-from products.billing.facade import QuotaResource, get_quota_status, is_team_limited
+from products.billing.facade import QuotaResource, get_quota_status, is_team_limited, queue_team_limited, team_limited_from
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,19 @@ class QuotaResolver(Protocol):
     async def check(self, ctx: QuotaRequest) -> QuotaAnswer: ...
 
 
+@dataclass(frozen=True)
+class PipelinedRead:
+    """A check split in two, so a caller can run it in one Redis pipeline with others (the throttles do).
+
+    `queue(pipe)` queues `count` commands; `decide(replies)` gets their replies (a reply may
+    be an exception: that command failed), or the exception that stopped the whole pipeline.
+    """
+
+    queue: Callable[[object], None]
+    count: int
+    decide: Callable[[list | BaseException], Awaitable]
+
+
 def _retry_after(until: float | None, now: float, default: int = 60) -> int:
     if until is None:
         return default
@@ -115,13 +128,37 @@ class RedisQuotaSource:
             # Bounded by the timeout given to the Redis client (connect and reply), so no wait_for is needed.
             limited = await asyncio.to_thread(is_team_limited, ctx.project_api_token, RESOURCE, now, timeout=self.timeout)
         except Exception as exc:  # QuotaStateUnavailable, a timeout, anything: unknown is not "unlimited"
-            logger.error(
-                "quota state unreadable (redis) for project %s: %s: %s; refusing the billable call",
-                ctx.project_id, type(exc).__name__, exc,
-            )
-            return QuotaAnswer(
-                True, "unavailable", UNAVAILABLE_RETRY_AFTER, "AI credit quota state is temporarily unavailable; try again shortly."
-            )
+            return self._unavailable(ctx, exc)
+        return await self._answer(ctx, limited, now)
+
+    def reads(self, ctx: QuotaRequest) -> PipelinedRead:
+        """`check` as one command of a caller's pipeline (billing's `is_team_limited`, in its two halves)."""
+        now = self.clock()
+
+        async def decide(replies: list | BaseException) -> QuotaAnswer:
+            try:
+                if isinstance(replies, BaseException):
+                    raise replies
+                if isinstance(replies[0], BaseException):
+                    raise replies[0]
+                limited = team_limited_from(replies[0], now)
+            except Exception as exc:
+                return self._unavailable(ctx, exc)
+            return await self._answer(ctx, limited, now)
+
+        return PipelinedRead(lambda pipe: queue_team_limited(pipe, ctx.project_api_token, RESOURCE), 1, decide)
+
+    @staticmethod
+    def _unavailable(ctx: QuotaRequest, exc: BaseException) -> QuotaAnswer:
+        logger.error(
+            "quota state unreadable (redis) for project %s: %s: %s; refusing the billable call",
+            ctx.project_id, type(exc).__name__, exc,
+        )
+        return QuotaAnswer(
+            True, "unavailable", UNAVAILABLE_RETRY_AFTER, "AI credit quota state is temporarily unavailable; try again shortly."
+        )
+
+    async def _answer(self, ctx: QuotaRequest, limited: bool, now: float) -> QuotaAnswer:
         if not limited:
             return OK
         until = None

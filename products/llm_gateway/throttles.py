@@ -19,6 +19,11 @@ The chain, in order:
 4. `UserCostThrottle` ("user_cost", every product): USD spent by one user of the product,
    burst window then sustained window.
 
+All the Redis reads of the chain go in ONE pipelined round trip from one worker thread
+(`check_throttles`): each throttle queues its commands (`reads`) and judges their replies;
+a throttle that cannot (an http quota source, a stand-in) runs its own `check` alongside.
+Each throttle's `check` alone is the same, in a pipeline of its own.
+
 The credit check that refuses on unknown state is the first one. The live counter and the
 cost windows are extra guards on top of it: when their Redis cannot be read they allow the
 call and log an error (with the redis quota source, that same outage already refuses
@@ -34,13 +39,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import redis
 from django.conf import settings
 
 from posthog_app.redis_client import get_client
-from products.billing.facade import add_live_credits, live_credits
+from products.billing.facade import QuotaStateUnavailable, live_credits_from, queue_add_live_credits, queue_live_credits
 
 from . import cost_limits as cl
-from .quota import QuotaResolver, get_quota_resolver
+from .quota import PipelinedRead, QuotaResolver, get_quota_resolver
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +97,57 @@ async def _off_loop(fn, *args, **kwargs):
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
+UNBATCHED = object()  # what `reads` returns for a throttle that must run its own `check`
+
+
+def _execute(reads: Sequence[PipelinedRead]) -> list[list]:
+    """Run every read's commands in one pipeline (one round trip); each read's replies, in order.
+
+    A failed command's reply is its exception; an unreachable Redis raises `QuotaStateUnavailable`.
+    """
+    pipe = get_client(_timeout()).pipeline(transaction=False)
+    for read in reads:
+        read.queue(pipe)
+    try:
+        replies = pipe.execute(raise_on_error=False)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise QuotaStateUnavailable(str(exc)) from exc
+    out, i = [], 0
+    for read in reads:
+        out.append(replies[i : i + read.count])
+        i += read.count
+    return out
+
+
+async def _run_reads(reads: Sequence[PipelinedRead]) -> list:
+    """Read for every throttle in one round trip, then let each judge its replies; denials or exceptions, in order."""
+    try:
+        replies: list = await _off_loop(_execute, reads)
+    except Exception as exc:  # Redis unreachable: every throttle decides what that means for it
+        replies = [exc] * len(reads)
+    return await asyncio.gather(*(read.decide(r) for read, r in zip(reads, replies)), return_exceptions=True)
+
+
+async def _check_alone(throttle, ctx: ThrottleContext) -> "Denial | None":
+    read = throttle.reads(ctx)
+    if read is None:
+        return None
+    (result,) = await _run_reads([read])
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _values(replies: list | BaseException) -> list:
+    """The replies, or raise the exception that stands for them."""
+    if isinstance(replies, BaseException):
+        raise replies
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            raise reply
+    return replies
+
+
 # --- the throttles -----------------------------------------------------------------------
 
 
@@ -102,11 +159,30 @@ class AICreditsThrottle:
     def __init__(self, resolver: QuotaResolver | None = None) -> None:
         self._resolver = resolver
 
+    def _resolver_now(self) -> QuotaResolver:
+        return self._resolver or get_quota_resolver()
+
     async def check(self, ctx: ThrottleContext) -> Denial | None:
         if not ctx.billable:
             return None
-        resolver = self._resolver or get_quota_resolver()
-        answer = await resolver.check(ctx)
+        return self._denial(await self._resolver_now().check(ctx))
+
+    def reads(self, ctx: ThrottleContext):
+        """The resolver's read in the chain's pipeline when it has one (the redis source), else `UNBATCHED`."""
+        if not ctx.billable:
+            return None
+        resolver = self._resolver_now()
+        split = getattr(resolver, "reads", None)
+        if split is None or getattr(resolver, "timeout", None) != _timeout():
+            return UNBATCHED  # (a source with a timeout of its own keeps its own client)
+        inner = split(ctx)
+
+        async def decide(replies):
+            return self._denial(await inner.decide(replies))
+
+        return PipelinedRead(inner.queue, inner.count, decide)
+
+    def _denial(self, answer) -> Denial | None:
         if not answer.limited:
             return None
         return Denial(self.scope, answer.message, max(1, answer.retry_after))
@@ -121,10 +197,21 @@ class LiveCreditsThrottle:
         self.clock = clock
 
     async def check(self, ctx: ThrottleContext) -> Denial | None:
+        return await _check_alone(self, ctx)
+
+    def reads(self, ctx: ThrottleContext) -> PipelinedRead | None:
+        """One HGETALL (billing's `live_credits`, in its two halves)."""
         if not ctx.billable:
             return None
+
+        async def decide(replies):
+            return self.judge(ctx, replies)
+
+        return PipelinedRead(lambda pipe: queue_live_credits(pipe, ctx.organization_id), 1, decide)
+
+    def judge(self, ctx: ThrottleContext, replies) -> Denial | None:
         try:
-            counter = await _off_loop(live_credits, ctx.organization_id, timeout=_timeout())
+            counter = live_credits_from(_values(replies)[0])
         except Exception as exc:
             logger.error("live credit counter unreadable for organization %s: %s: %s; not enforcing it",
                          ctx.organization_id, type(exc).__name__, exc)
@@ -140,10 +227,8 @@ class LiveCreditsThrottle:
         )
 
 
-def _read_windows(requests: list[tuple[cl.Window, list[tuple[int, str]]]]) -> list[list[tuple[int, int]]]:
-    """MGET every window's buckets in one round trip; [(bucket, micro-USD)] per window, oldest first."""
-    keys = [key for _, buckets in requests for _, key in buckets]
-    values = get_client(_timeout()).mget(keys) if keys else []
+def _read_windows(requests: list[tuple[cl.Window, list[tuple[int, str]]]], values: list) -> list[list[tuple[int, int]]]:
+    """Every window's buckets from one MGET's values; [(bucket, micro-USD)] per window, oldest first."""
     result, i = [], 0
     for _, buckets in requests:
         result.append([(b, int(values[i + n] or 0)) for n, (b, _) in enumerate(buckets)])
@@ -161,13 +246,27 @@ class _CostThrottle:
         raise NotImplementedError
 
     async def check(self, ctx: ThrottleContext) -> Denial | None:
+        return await _check_alone(self, ctx)
+
+    def reads(self, ctx: ThrottleContext) -> PipelinedRead | None:
+        """One MGET of every bucket of every window."""
         windows = self.windows(ctx)
         if not windows:
             return None
         now = self.clock()
         requests = [(window, cl.bucket_keys(subject, window, now)) for subject, window in windows]
+        keys = [key for _, buckets in requests for _, key in buckets]
+        if not keys:
+            return None
+
+        async def decide(replies):
+            return self.judge(ctx, requests, replies, now)
+
+        return PipelinedRead(lambda pipe: pipe.mget(keys), 1, decide)
+
+    def judge(self, ctx: ThrottleContext, requests, replies, now: float) -> Denial | None:
         try:
-            spent = await _off_loop(_read_windows, requests)
+            spent = _read_windows(requests, _values(replies)[0])
         except Exception as exc:
             logger.error("cost windows unreadable (%s) for %s: %s: %s; not enforcing them",
                          self.scope, ctx.product, type(exc).__name__, exc)
@@ -244,7 +343,36 @@ async def check_throttles(ctx: ThrottleContext, throttles: Sequence | None = Non
     is ignored otherwise.
     """
     chain = THROTTLES if throttles is None else throttles
-    results = await asyncio.gather(*(t.check(ctx) for t in chain), return_exceptions=True)
+    results: list = [None] * len(chain)
+    pipelined: list[tuple[int, PipelinedRead]] = []
+    own: list[int] = []
+    for i, throttle in enumerate(chain):
+        split = getattr(throttle, "reads", None)
+        if split is None:
+            own.append(i)
+            continue
+        try:
+            read = split(ctx)
+        except Exception as exc:
+            results[i] = exc
+            continue
+        if read is UNBATCHED:
+            own.append(i)
+        elif read is not None:
+            pipelined.append((i, read))
+    jobs = [chain[i].check(ctx) for i in own]
+    if pipelined:
+        jobs.append(_run_reads([read for _, read in pipelined]))
+    if jobs:
+        done = await asyncio.gather(*jobs, return_exceptions=True)
+        for i, result in zip(own, done):
+            results[i] = result
+        if pipelined:
+            batch = done[-1]
+            if isinstance(batch, BaseException):  # (cancelled, or a bug in the runner itself)
+                batch = [batch] * len(pipelined)
+            for (i, _), result in zip(pipelined, batch):
+                results[i] = result
     for throttle, result in zip(chain, results):
         if isinstance(result, BaseException):
             if isinstance(result, asyncio.CancelledError):
@@ -265,8 +393,8 @@ async def check_throttles(ctx: ThrottleContext, throttles: Sequence | None = Non
 
 
 def _count_spend(ctx: ThrottleContext, spend: Spend, now: float) -> None:
-    """Add the spend to the cost windows (one pipelined round trip) and the credits to the live counter."""
-    problems = []
+    """Add the spend to the cost windows and the credits to the live counter: one pipelined round trip."""
+    pipe = get_client(_timeout()).pipeline(transaction=False)
     micro = cl.to_micro_usd(spend.cost_usd)
     if micro > 0:
         limits = cl.limits_for(ctx.product)
@@ -274,20 +402,16 @@ def _count_spend(ctx: ThrottleContext, spend: Spend, now: float) -> None:
         subject = cl.user_subject(ctx.product, ctx.user_id, ctx.end_user, ctx.project_id)
         if subject is not None:
             windows += [(subject, limits.user_burst), (subject, limits.user_sustained)]
-        try:
-            pipe = get_client(_timeout()).pipeline(transaction=False)
-            for subject_key, window in windows:
-                key = cl.current_key(subject_key, window, now)
-                pipe.incrby(key, micro)
-                pipe.expire(key, window.seconds + window.bucket_seconds)
-            pipe.execute()
-        except Exception as exc:
-            problems.append(f"cost windows: {type(exc).__name__}: {exc}")
+        for subject_key, window in windows:
+            key = cl.current_key(subject_key, window, now)
+            pipe.incrby(key, micro)
+            pipe.expire(key, window.seconds + window.bucket_seconds)
     if ctx.billable and spend.credits > 0:
-        try:
-            add_live_credits(ctx.organization_id, spend.credits, timeout=_timeout())
-        except Exception as exc:
-            problems.append(f"live credits: {type(exc).__name__}: {exc}")
+        queue_add_live_credits(pipe, ctx.organization_id, spend.credits)
+    if not len(pipe):
+        return
+    replies = pipe.execute(raise_on_error=False)  # an unreachable Redis raises here: nothing was counted
+    problems = [f"{type(r).__name__}: {r}" for r in replies if isinstance(r, Exception)]
     if problems:
         raise RuntimeError("; ".join(problems))
 
