@@ -49,6 +49,8 @@ RESULTS = ROOT / "bench" / "results"
 LITELLM_VENV = ROOT / ".bench" / "litellm-venv"
 sys.path.insert(0, str(ROOT))
 
+from bench.support import stop  # noqa: E402
+
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/posthog_bench_llm_gateway")
 LITELLM_DATABASE_URL = os.environ.get("BENCH_LITELLM_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/posthog_bench_litellm")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
@@ -85,22 +87,6 @@ def wait_for_http(url: str, timeout: float, proc: subprocess.Popen | None = None
         except OSError:
             time.sleep(0.25)
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
-
-
-def stop(proc: subprocess.Popen | None, name: str) -> None:
-    """Stop a process we started (its own process group), politely then firmly."""
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(15)
-    except (subprocess.TimeoutExpired, ProcessLookupError):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(5)
-    print(f"stopped {name}", file=sys.stderr)
 
 
 def serve_fake_upstream(delay_ms: float) -> None:

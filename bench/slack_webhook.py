@@ -25,7 +25,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -43,7 +42,7 @@ VENV_BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
-from bench.support import ensure_postgres_database  # noqa: E402
+from bench.support import ensure_postgres_database, stop  # noqa: E402
 
 SIGNING_SECRET = "bench-signing-secret"
 TEAM_ID = "TBENCH"
@@ -82,22 +81,6 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = Non
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"nothing listening on {port} after {timeout}s")
-
-
-def stop(proc: subprocess.Popen | None, name: str) -> None:
-    """Stop a process we started (its own process group), politely then firmly."""
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(15)
-    except (subprocess.TimeoutExpired, ProcessLookupError):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(5)
-    print(f"stopped {name}", file=sys.stderr)
 
 
 # --- Services ---------------------------------------------------------------------------------

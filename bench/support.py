@@ -1,5 +1,10 @@
-"""Helpers every benchmark shares: a database of its own, and counting Redis round trips."""
+"""Helpers every benchmark shares: a database of its own, stopping the servers it started, counting Redis round trips."""
 from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
 
 import psycopg
 
@@ -10,6 +15,22 @@ def ensure_postgres_database(database_url: str) -> None:
     with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def stop(proc: subprocess.Popen | None, name: str) -> None:
+    """Stop a process we started (its own process group), politely then firmly."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(15)
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(5)
+    print(f"stopped {name}", file=sys.stderr)
 
 
 class RoundTripCounter:
