@@ -39,7 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -49,7 +49,7 @@ RESULTS = ROOT / "bench" / "results"
 LITELLM_VENV = ROOT / ".bench" / "litellm-venv"
 sys.path.insert(0, str(ROOT))
 
-from bench.support import stop  # noqa: E402
+from bench.support import Figures, stop  # noqa: E402
 
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/posthog_bench_llm_gateway")
 LITELLM_DATABASE_URL = os.environ.get("BENCH_LITELLM_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/posthog_bench_litellm")
@@ -315,21 +315,6 @@ class Target:
     base: str
     path: str
     headers: dict[str, str]
-
-
-@dataclass
-class Figures:
-    requests: int
-    concurrency: int
-    ok: int = 0
-    statuses: dict[str, int] = field(default_factory=dict)
-    p50_ms: float = 0.0
-    p90_ms: float = 0.0
-    p99_ms: float = 0.0
-    max_ms: float = 0.0
-    mean_ms: float = 0.0
-    throughput_rps: float = 0.0
-    wall_s: float = 0.0
 
 
 def percentile(samples: list[float], q: float) -> float:

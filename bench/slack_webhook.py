@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ VENV_BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
-from bench.support import ensure_postgres_database, stop  # noqa: E402
+from bench.support import Figures, ensure_postgres_database, stop  # noqa: E402
 
 SIGNING_SECRET = "bench-signing-secret"
 TEAM_ID = "TBENCH"
@@ -155,21 +155,6 @@ def signed_mention(event_id: str) -> tuple[bytes, dict[str, str]]:
     }).encode()
     sig = "v0=" + hmac.new(SIGNING_SECRET.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
     return body, {"Content-Type": "application/json", "X-Slack-Signature": sig, "X-Slack-Request-Timestamp": ts}
-
-
-@dataclass
-class Figures:
-    requests: int
-    concurrency: int
-    ok: int = 0
-    statuses: dict[str, int] = field(default_factory=dict)
-    p50_ms: float = 0.0
-    p90_ms: float = 0.0
-    p99_ms: float = 0.0
-    max_ms: float = 0.0
-    mean_ms: float = 0.0
-    throughput_rps: float = 0.0
-    wall_s: float = 0.0
 
 
 def fire(port: int, event_ids: list[str], concurrency: int, deadline: float) -> Figures:

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass, field
 
 import psycopg
 
@@ -15,6 +16,23 @@ def ensure_postgres_database(database_url: str) -> None:
     with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
+
+
+@dataclass
+class Figures:
+    """One load pass: what came back and how fast (printed and written to bench/results/)."""
+
+    requests: int
+    concurrency: int
+    ok: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    p50_ms: float = 0.0
+    p90_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    mean_ms: float = 0.0
+    throughput_rps: float = 0.0
+    wall_s: float = 0.0
 
 
 def stop(proc: subprocess.Popen | None, name: str) -> None:
