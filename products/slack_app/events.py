@@ -39,7 +39,7 @@ from products.billing.facade import QuotaResource, QuotaStateUnavailable, is_tea
 # temporal.client is the only temporal/ module products/ may import (it re-exports the names used here).
 from temporal.client import SlackMentionWorkflowInput, TemporalUnavailable, mention_workflow_id, start_mention_workflow
 
-from . import validation
+from . import lifecycle, validation
 from .errors import MalformedRequest, TryAgainLater
 from .mentions import post_quota_denial, post_try_again_shortly
 from .workspaces import find_integration
@@ -61,6 +61,7 @@ class Outcome(str, enum.Enum):
     REFUSED_QUOTA_UNKNOWN = "refused_quota_unknown"
     STARTED = "started"
     DUPLICATE = "duplicate"
+    HANDLED = "handled"  # a workspace lifecycle or Home tab event (lifecycle.py)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,9 @@ def handle_envelope(envelope: Any, delivery: Delivery = Delivery()) -> EventResu
     if not isinstance(event, dict) or not isinstance(event.get("type"), str):
         raise MalformedRequest("event_callback without an 'event' object with a 'type'")
     if event["type"] != "app_mention":
+        # Workspace lifecycle and the Home tab (uninstall, revocation, app_home_opened) live in lifecycle.py.
+        if (handled := lifecycle.handle_workspace_event(envelope, event)) is not None:
+            return EventResult(Outcome.HANDLED, detail=handled)
         # Includes `message` events carrying the same mention: see the module docstring.
         return EventResult(Outcome.IGNORED, detail=f"event type {event['type']!r}")
     if reason := _ignore_reason(event):
