@@ -22,18 +22,25 @@ from .quota_limiting import (
     team_limited_from,
 )
 from .services import Actor, QuotaChangeError, clear_quota_limit, set_quota_limit
-from .signals import usage_alert_due
+from .signals import BillingNotice, billing_page_notices, quota_recomputed, usage_alert_due
+from .summary import BillingSummary, billing_summary
 from .usage import (
     CheckedUsageEvent,
     ProductModelUsage,
     RecordedUsage,
     credits_for_cost,
+    credits_for_run,
     record_usage_events,
     usage_by_product_and_model,
 )
 
 __all__ = [
     "Actor",
+    "BillingNotice",
+    "BillingSummary",
+    "billing_page_notices",
+    "billing_summary",
+    "quota_recomputed",
     "CheckedUsageEvent",
     "ProductModelUsage",
     "LiveCredits",
@@ -45,6 +52,7 @@ __all__ = [
     "add_live_credits",
     "clear_quota_limit",
     "credits_for_cost",
+    "credits_for_run",
     "get_quota_status",
     "is_team_limited",
     "live_credits",

@@ -58,6 +58,8 @@ from django.utils import timezone
 from . import live_credits as live
 from . import quota_limiting as ql
 from .alerts import send_usage_alerts
+from .signals import SENDER as SIGNAL_SENDER
+from .signals import quota_recomputed
 from .models import BillingPlan, QuotaLimitChange, QuotaOverride
 from .plans import OrgTerms, ProjectOverride, load_org_terms
 from .usage import METERED_RESOURCES, billable_usage_by_org
@@ -367,6 +369,8 @@ def update_all_orgs_billing_quotas(
 
     if send_alerts:
         summary.alerts = send_usage_alerts(summary.terms, summary.usage, now, dry_run=dry_run)
+    if not dry_run:
+        _announce_recomputed(summary)
     summary.duration_seconds = time.monotonic() - started
     logger.info(
         "quota recomputation%s: checked=%d newly_limited=%d lifted=%d unchanged=%d failed=%d changes=%d swept=%d "
@@ -376,6 +380,13 @@ def update_all_orgs_billing_quotas(
         len(summary.changes), summary.swept, summary.periods_rolled, len(summary.alerts), summary.duration_seconds,
     )
     return summary
+
+
+def _announce_recomputed(summary: RecomputeSummary) -> None:
+    """Send `quota_recomputed` for the organizations checked (the Slack app refreshes their Home tabs)."""
+    for receiver, result in quota_recomputed.send_robust(sender=SIGNAL_SENDER, organization_ids=sorted(summary.terms)):
+        if isinstance(result, Exception):
+            logger.error("a quota_recomputed receiver (%s) failed: %r", receiver, result)
 
 
 def _run(now, now_ts, dry_run, progress, on_start) -> RecomputeSummary:

@@ -62,6 +62,8 @@ class BillingSummary:
     override: str | None  # "never_limit" / "always_limit" set by an operator, or None
     daily: list[DailyUse] = field(default_factory=list)
     next_steps: list[str] = field(default_factory=list)
+    # What other products ask the member to act on (signals.billing_page_notices), filled by the page.
+    notices: list = field(default_factory=list)
 
     @property
     def limited(self) -> bool:

@@ -4,6 +4,8 @@ The link in the quota denial ("Top up at ...") and the usage alerts (settings.BI
 """
 from __future__ import annotations
 
+import logging
+
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -12,7 +14,10 @@ from django.views.decorators.http import require_safe
 
 from products.accounts.facade import member_organizations
 
+from .signals import SENDER, BillingNotice, billing_page_notices
 from .summary import billing_summary
+
+logger = logging.getLogger(__name__)
 
 
 @require_safe
@@ -29,5 +34,19 @@ def billing_page(request: HttpRequest) -> HttpResponse:
     if not shown:
         raise Http404("No organization of yours.")
     now = timezone.now()
-    context = {"summaries": [billing_summary(org, now) for org in shown], "organizations": mine, "chosen": chosen}
+    summaries = [billing_summary(org, now) for org in shown]
+    for summary in summaries:
+        summary.notices.extend(_notices(summary.organization, request.user))
+    context = {"summaries": summaries, "organizations": mine, "chosen": chosen}
     return render(request, "billing/billing_page.html", context)
+
+
+def _notices(organization, user) -> list[BillingNotice]:
+    """What other products ask this member to act on for `organization` (a receiver's failure is logged, not shown)."""
+    notices: list[BillingNotice] = []
+    for receiver, result in billing_page_notices.send_robust(sender=SENDER, organization=organization, user=user):
+        if isinstance(result, Exception):
+            logger.error("a billing_page_notices receiver (%s) failed: %r", receiver, result)
+        elif result:
+            notices.extend(n for n in result if isinstance(n, BillingNotice))
+    return notices

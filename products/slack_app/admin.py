@@ -21,7 +21,7 @@ class IntegrationAdminForm(forms.ModelForm):
 
     class Meta:
         model = Integration
-        fields = ("project", "kind", "integration_id", "config")
+        fields = ("project", "kind", "integration_id", "config", "status", "status_reason")
 
     def clean_config(self) -> dict:
         """Refuse a config the bot could not route with (clear message, nothing saved)."""
@@ -52,12 +52,17 @@ class IntegrationAdminForm(forms.ModelForm):
 @admin.register(Integration)
 class IntegrationAdmin(admin.ModelAdmin):
     form = IntegrationAdminForm
-    list_display = ("id", "kind", "integration_id", "project", "token_set", "created_at")
-    list_filter = ("kind",)
-    search_fields = ("integration_id", "project__name")
+    list_display = ("id", "kind", "integration_id", "team_name", "project", "status", "token_set", "created_at")
+    list_filter = ("kind", "status")
+    search_fields = ("integration_id", "team_name", "project__name")
     raw_id_fields = ("project",)
-    fields = ("project", "kind", "integration_id", "config", "bot_token", "token_set")
-    readonly_fields = ("token_set",)
+    fields = (
+        "project", "kind", "integration_id", "config", "bot_token", "token_set", "status", "status_reason",
+        "status_changed_at", "team_name", "bot_user_id", "scopes", "installed_by", "installed_at", "token_expires_at",
+    )
+    # Status: "broken" / "disabled" come from Slack (a refused token, an uninstall); setting it
+    # back to active by hand is allowed, e.g. after a new token was pasted.
+    readonly_fields = ("token_set", "status_changed_at", "team_name", "bot_user_id", "scopes", "installed_by", "installed_at", "token_expires_at")
 
     @admin.display(boolean=True, description="Bot token set")
     def token_set(self, obj: Integration) -> bool:

@@ -11,3 +11,7 @@ class SlackAppConfig(AppConfig):
         from .alerts import connect_usage_alerts
 
         connect_usage_alerts()
+        # Home tabs refreshed after each quota recomputation; broken Slack apps shown on the billing page.
+        from .lifecycle import connect_signals
+
+        connect_signals()

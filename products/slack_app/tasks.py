@@ -1,4 +1,4 @@
-"""Celery tasks of the Slack app (found by `app.autodiscover_tasks()`): housekeeping."""
+"""Celery tasks of the Slack app (found by `app.autodiscover_tasks()`): housekeeping and the Home tab."""
 from __future__ import annotations
 
 import logging
@@ -7,6 +7,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
+from .errors import SlackRateLimited, SlackRefused, SlackUnavailable
 from .models import BotMessage, RepoPicker
 
 logger = logging.getLogger(__name__)
@@ -26,3 +27,29 @@ def prune_bot_messages() -> dict[str, int]:
     if messages or pickers:
         logger.info("pruned %d bot message ledger rows and %d repository pickers older than %s", messages, pickers, cutoff)
     return {"bot_messages": messages, "repo_pickers": pickers}
+
+
+@shared_task(
+    name="products.slack_app.tasks.publish_home_tab",
+    ignore_result=True,
+    autoretry_for=(SlackUnavailable, SlackRateLimited),
+    retry_backoff=True,
+    max_retries=5,
+)
+def publish_home_tab(integration_id: int, slack_user_id: str) -> bool:
+    """Publish one member's Home tab (views.publish); Slack errors that a retry may fix are retried."""
+    from .home import publish_home_tab as publish
+
+    try:
+        return publish(integration_id, slack_user_id)
+    except SlackRefused as error:
+        logger.warning("Slack refused the Home tab of %s (integration #%s): %s", slack_user_id, integration_id, error)
+        return False
+
+
+@shared_task(name="products.slack_app.tasks.prune_oauth_states", ignore_result=True)
+def prune_oauth_states() -> int:
+    """Delete OAuth states that expired more than a day ago (scheduled daily)."""
+    from .oauth_state import prune_states
+
+    return prune_states()
