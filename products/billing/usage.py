@@ -240,3 +240,18 @@ def usage_by_product_and_model(since: datetime | None = None, until: datetime | 
         )
         for row in grouped
     ]
+
+
+def credits_for_run(project_id: int, run_id: int, since: datetime | None = None) -> int:
+    """Return the AI credits a task run spent: the billable events of `project_id` whose `$ai_run_id` is `run_id`.
+
+    The LLM gateway sets `$ai_run_id` on every call made with a run token (callers cannot
+    set it). `since` (the run's creation time, less a margin) bounds the scan to the
+    project's events from then on; None scans all of the project's events.
+    """
+    from django.db.models import Sum
+
+    rows = UsageEvent.objects.filter(project_id=project_id, billable=True, **{"properties__$ai_run_id": run_id})
+    if since is not None:
+        rows = rows.filter(timestamp__gte=since)
+    return int(rows.aggregate(total=Sum("credits"))["total"] or 0)

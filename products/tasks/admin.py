@@ -1,13 +1,13 @@
 from django.contrib import admin
 
-from .models import Task, TaskFollowUp, TaskRun
+from .models import AgentSettings, Task, TaskFollowUp, TaskRun, TaskRunEvent
 
 
 class TaskRunInline(admin.TabularInline):
     model = TaskRun
     extra = 0
-    fields = ("status", "resume_from", "created_at")
-    readonly_fields = ("created_at",)
+    fields = ("status", "backend", "claimed_by", "resume_from", "created_at")
+    readonly_fields = ("backend", "claimed_by", "created_at")
     fk_name = "task"
     show_change_link = True
 
@@ -29,13 +29,38 @@ class TaskFollowUpInline(admin.TabularInline):
     readonly_fields = ("created_at",)
 
 
+class TaskRunEventInline(admin.TabularInline):
+    """The run's history, read only: it records what happened."""
+
+    model = TaskRunEvent
+    extra = 0
+    fields = ("created_at", "kind", "text")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(TaskRun)
 class TaskRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "task", "status", "resume_from", "created_at")
-    list_filter = ("status",)
+    list_display = ("id", "task", "status", "backend", "claimed_by", "heartbeat_at", "resume_from", "created_at")
+    list_filter = ("status", "backend", "error_kind")
+    search_fields = ("claimed_by", "summary", "error")
     raw_id_fields = ("task", "resume_from")
-    readonly_fields = ("created_at", "updated_at")
-    inlines = [TaskFollowUpInline]
+    # The backend is fixed when the run is created; the runner fields are the protocol's to set.
+    readonly_fields = ("backend", "claimed_by", "claimed_at", "heartbeat_at", "finished_at", "created_at", "updated_at")
+    inlines = [TaskFollowUpInline, TaskRunEventInline]
+
+
+@admin.register(AgentSettings)
+class AgentSettingsAdmin(admin.ModelAdmin):
+    """Choose per project whether new runs go to the built-in agent or to external runners."""
+
+    list_display = ("project", "backend", "updated_at")
+    list_filter = ("backend",)
+    raw_id_fields = ("project",)
+    search_fields = ("project__name",)
 
 
 @admin.register(TaskFollowUp)

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+from django.utils import timezone
 
 from products.accounts.facade import Project
 
 from .models import Task, TaskFollowUp, TaskRun
+from .runs import create_run, notify_workflow, record_status_change
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def create_task(
                 origin_product=origin_product,
                 idempotency_key=idempotency_key or None,
             )
-            run = TaskRun.objects.create(task=task)
+            run = create_run(task)
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -98,7 +100,7 @@ def add_followup(
             run = current_run(task)
             resumed = False
             if run is None or run.is_terminal:
-                run = TaskRun.objects.create(task=task, resume_from=run)
+                run = create_run(task, resume_from=run)
                 resumed = run.resume_from_id is not None
             followup = TaskFollowUp.objects.create(
                 run=run,
@@ -135,7 +137,7 @@ class UnknownRunStatus(RunStatusError):
 
 
 class RunAlreadyFinished(RunStatusError):
-    """The run is completed, failed or cancelled; finished runs are never reopened."""
+    """The run is completed, failed, cancelled or quota_limited; finished runs are never reopened."""
 
     code = "run_finished"
 
@@ -183,8 +185,18 @@ def update_run_status(run: TaskRun, status: str) -> TaskRun:
             raise TransitionNotAllowed(
                 f"Run {locked.pk} is {locked.status} and cannot move to {status}; allowed: {allowed}."
             )
+        now = timezone.now()
         locked.status = status
-        locked.save(update_fields=["status", "updated_at"])
+        fields = ["status", "updated_at"]
+        if status == TaskRun.Status.IN_PROGRESS:
+            locked.heartbeat_at = now  # an external run started this way is watched for heartbeats too
+            fields.append("heartbeat_at")
+        if locked.is_terminal:
+            locked.finished_at = now
+            fields.append("finished_at")
+        locked.save(update_fields=fields)
+        record_status_change(locked, "reported through the API")
+        notify_workflow(locked.pk)
     return locked
 
 
@@ -220,9 +232,14 @@ def attach_latest_runs(tasks: list[Task]) -> list[Task]:
     return tasks
 
 
-def task_with_history(tasks: QuerySet[Task], task_id: int) -> Task | None:
-    """The task `task_id` from `tasks` with its runs (oldest first) and their follow-ups prefetched, or None."""
+def task_with_history(tasks: QuerySet[Task], task_id: int, with_events: bool = False) -> Task | None:
+    """The task `task_id` from `tasks` with its runs (oldest first) and their follow-ups prefetched, or None.
+
+    `with_events` also prefetches each run's history (`TaskRunEvent`s, oldest first), for the task page.
+    """
     runs = TaskRun.objects.order_by("created_at", "id").prefetch_related("followups")
+    if with_events:
+        runs = runs.prefetch_related("events")
     return (
         tasks.select_related("project", "project__organization")
         .prefetch_related(Prefetch("runs", queryset=runs, to_attr="history"))
