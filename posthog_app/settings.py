@@ -93,7 +93,6 @@ INSTALLED_APPS = [
     "products.slack_app",
     "products.tasks",
     "products.llm_gateway",
-    "products.agent",
     "temporal",
     # Last: the project's own pages (home, login) and commands that span products (bootstrap_demo).
     "posthog_app",
@@ -173,21 +172,6 @@ QUOTA_CHECK_FAILURE_MODE = os.environ.get("QUOTA_CHECK_FAILURE_MODE", "open").st
 if QUOTA_CHECK_FAILURE_MODE not in {"open", "closed"}:
     raise ValueError(f"QUOTA_CHECK_FAILURE_MODE must be 'open' or 'closed', not {QUOTA_CHECK_FAILURE_MODE!r}")
 
-# The Slack mention inbox (products/slack_app/inbox.py, relay.py): the webhook records each mention
-# in PostgreSQL and answers; the relay in the Temporal worker process starts the workflows (or posts
-# the recorded denials), woken by NOTIFY, polling every POLL seconds as a fallback, oldest first.
-SLACK_INBOX_RELAY_BATCH_SIZE = int(os.environ.get("SLACK_INBOX_RELAY_BATCH_SIZE", "64"))  # rows claimed at once
-SLACK_INBOX_RELAY_CONCURRENCY = int(os.environ.get("SLACK_INBOX_RELAY_CONCURRENCY", "16"))  # starts in flight
-SLACK_INBOX_RELAY_POLL_SECONDS = float(os.environ.get("SLACK_INBOX_RELAY_POLL_SECONDS", "5"))
-SLACK_INBOX_RELAY_LEASE_SECONDS = float(os.environ.get("SLACK_INBOX_RELAY_LEASE_SECONDS", "60"))  # a dead relay's rows wait this long
-# While Temporal (or Slack, for a denial) is down: wait BACKOFF_INITIAL, doubling up to BACKOFF_MAX, then retry.
-SLACK_INBOX_RELAY_BACKOFF_INITIAL_SECONDS = float(os.environ.get("SLACK_INBOX_RELAY_BACKOFF_INITIAL_SECONDS", "1"))
-SLACK_INBOX_RELAY_BACKOFF_MAX_SECONDS = float(os.environ.get("SLACK_INBOX_RELAY_BACKOFF_MAX_SECONDS", "30"))
-SLACK_INBOX_MAX_ATTEMPTS = int(os.environ.get("SLACK_INBOX_MAX_ATTEMPTS", "20"))  # errors other than an outage, then "failed"
-SLACK_INBOX_KEEP_PROCESSED_SECONDS = float(os.environ.get("SLACK_INBOX_KEEP_PROCESSED_SECONDS", str(7 * 86400)))
-SLACK_INBOX_PRUNE_EVERY_SECONDS = float(os.environ.get("SLACK_INBOX_PRUNE_EVERY_SECONDS", "600"))
-SLACK_INBOX_BACKLOG_LOG_SECONDS = float(os.environ.get("SLACK_INBOX_BACKLOG_LOG_SECONDS", "60"))
-
 # The LLM gateway's throttles (products/llm_gateway/throttles.py, quota.py, cost_limits.py).
 # Where the ai_credits quota is read: "redis" (this deployment's Redis, through billing's
 # is_team_limited; unreachable Redis refuses billable calls) or "http" (GET
@@ -242,14 +226,7 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "products.slack_app.tasks.prune_oauth_states",
         "schedule": crontab(minute=45, hour=3),
     },
-    # External task runs whose runner stopped sending heartbeats -> failed, thread told (products/tasks/tasks.py).
-    "fail-stale-task-runs": {
-        "task": "products.tasks.tasks.fail_stale_task_runs",
-        "schedule": crontab(),  # every minute
-    },
 }
-# An external runner that sends no heartbeat (nor progress) for this long has its run failed as lost.
-TASK_RUNNER_HEARTBEAT_TIMEOUT_SECONDS = int(os.environ.get("TASK_RUNNER_HEARTBEAT_TIMEOUT_SECONDS", "120"))
 
 # The LLM gateway (products/llm_gateway): where each provider is reached, with the service's own key
 # (a provider without a key answers 503), and where the worker and agents reach the gateway.
@@ -261,12 +238,6 @@ LLM_GATEWAY_URL = os.environ.get("LLM_GATEWAY_URL", "http://127.0.0.1:8001").rst
 # The small model the repository router asks through the gateway (product slack_app_routing).
 # Empty: gpt-4o-mini when an OpenAI key is configured, else claude-haiku-4-5.
 LLM_ROUTING_MODEL = os.environ.get("LLM_ROUTING_MODEL", "").strip()
-# The built-in agent's model through the gateway (product slack_app, products/agent). Empty: gpt-4o-mini
-# with an OpenAI key, claude-sonnet-4-5 with only an Anthropic key, else the gateway's offline demo
-# model "posthog-demo" (says in every answer that it is not a real AI). Set it on the worker when
-# only the gateway holds the provider keys. Each read from the gateway may take up to the timeout.
-LLM_AGENT_MODEL = os.environ.get("LLM_AGENT_MODEL", "").strip()
-LLM_AGENT_TIMEOUT_SECONDS = float(os.environ.get("LLM_AGENT_TIMEOUT_SECONDS", "120"))
 
 # Credits charged per event = round(cost_usd * 100 * (1 + AI_CREDITS_MARKUP)); 0.2 adds 20 %.
 AI_CREDITS_MARKUP = os.environ.get("AI_CREDITS_MARKUP", "0")
