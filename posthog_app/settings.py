@@ -226,7 +226,14 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "products.slack_app.tasks.prune_oauth_states",
         "schedule": crontab(minute=45, hour=3),
     },
+    # External task runs whose runner stopped sending heartbeats -> failed, thread told (products/tasks/tasks.py).
+    "fail-stale-task-runs": {
+        "task": "products.tasks.tasks.fail_stale_task_runs",
+        "schedule": crontab(),  # every minute
+    },
 }
+# An external runner that sends no heartbeat (nor progress) for this long has its run failed as lost.
+TASK_RUNNER_HEARTBEAT_TIMEOUT_SECONDS = int(os.environ.get("TASK_RUNNER_HEARTBEAT_TIMEOUT_SECONDS", "120"))
 
 # The LLM gateway (products/llm_gateway): where each provider is reached, with the service's own key
 # (a provider without a key answers 503), and where the worker and agents reach the gateway.
