@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "products.slack_app",
     "products.tasks",
     "products.llm_gateway",
+    "products.agent",
     "temporal",
     # Last: the project's own pages (home, login) and commands that span products (bootstrap_demo).
     "posthog_app",
@@ -245,6 +246,12 @@ LLM_GATEWAY_URL = os.environ.get("LLM_GATEWAY_URL", "http://127.0.0.1:8001").rst
 # The small model the repository router asks through the gateway (product slack_app_routing).
 # Empty: gpt-4o-mini when an OpenAI key is configured, else claude-haiku-4-5.
 LLM_ROUTING_MODEL = os.environ.get("LLM_ROUTING_MODEL", "").strip()
+# The built-in agent's model through the gateway (product slack_app, products/agent). Empty: gpt-4o-mini
+# with an OpenAI key, claude-sonnet-4-5 with only an Anthropic key, else the gateway's offline demo
+# model "posthog-demo" (says in every answer that it is not a real AI). Set it on the worker when
+# only the gateway holds the provider keys. Each read from the gateway may take up to the timeout.
+LLM_AGENT_MODEL = os.environ.get("LLM_AGENT_MODEL", "").strip()
+LLM_AGENT_TIMEOUT_SECONDS = float(os.environ.get("LLM_AGENT_TIMEOUT_SECONDS", "120"))
 
 # Credits charged per event = round(cost_usd * 100 * (1 + AI_CREDITS_MARKUP)); 0.2 adds 20 %.
 AI_CREDITS_MARKUP = os.environ.get("AI_CREDITS_MARKUP", "0")

@@ -20,6 +20,7 @@ import genai_prices
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from .demo_model import is_demo_model
 from .models import PriceOverride
 
 MTOK = Decimal(1_000_000)
@@ -92,6 +93,8 @@ def find_override(provider: str, model: str) -> PriceOverride | None:
 
 def cost_of(provider: str, model: str, usage: TokenUsage) -> Price:
     """Return what a call cost (may read the overrides: call it off the response path)."""
+    if is_demo_model(model):
+        return Price(Decimal(0), "demo")  # served in process (demo_model.py): nothing to pay anyone
     override = find_override(provider, model) if model else None
     if override is not None:
         cache_price = override.cache_read_usd_per_mtok

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .demo_model import DEMO_MODEL
+
 
 @dataclass(frozen=True)
 class ProductConfig:
@@ -54,7 +56,9 @@ class UnknownProduct(LookupError):
 
 # The agent works with the current Claude and GPT families; the router with small, cheap models
 # (and Claude, which usage already recorded for the router names).
-AGENT_MODELS = ("claude-*", "gpt-4o*", "gpt-4.1*", "gpt-5*", "o3*", "o4-mini*")
+# `posthog-demo` is the offline demo model the gateway serves itself (demo_model.py) when no
+# provider key is configured, so `make run` shows the whole task loop.
+AGENT_MODELS = ("claude-*", "gpt-4o*", "gpt-4.1*", "gpt-5*", "o3*", "o4-mini*", DEMO_MODEL)
 ROUTING_MODELS = ("gpt-4o-mini*", "gpt-4.1-mini*", "gpt-4.1-nano*", "gpt-5-mini*", "gpt-5-nano*", "claude-*")
 
 PRODUCTS: dict[str, ProductConfig] = {

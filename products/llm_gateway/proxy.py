@@ -26,6 +26,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from posthog_app.json_input import InvalidJSON, parse_json
 
 from .credentials import Caller, authenticate
+from .demo_model import DEMO_MODEL
 from .errors import ApiShape, BadRequest, GatewayError, NotFound, RateLimited, UpstreamUnreachable, render
 from .metering import CallMeter
 from .pricing import known_models
@@ -93,7 +94,7 @@ async def handle_call(request: HttpRequest, product_name: str, api: Api) -> Http
                 f"{', '.join(product.allowed_models or ())}.",
                 code="model_not_allowed",
             )
-        upstream = upstream_for(api.provider)
+        upstream = upstream_for(api.provider, model)
         caller_properties = _caller_properties(headers, body)
         ctx = _throttle_context(product, caller, model, body, api)
         denial = await check_throttles(ctx)
@@ -296,6 +297,8 @@ async def list_models(request: HttpRequest, product_name: str) -> HttpResponse:
         for model, name in known_models(provider)
         if product.allows_model(model)
     ]
+    if product.allows_model(DEMO_MODEL):  # served by the gateway itself, in both API shapes
+        data.append({"id": DEMO_MODEL, "object": "model", "type": "model", "owned_by": "posthog", "display_name": "PostHog offline demo (not a real model)"})
     return JsonResponse(
         {
             "object": "list",

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import httpx
 from django.conf import settings
 
+from .demo_model import DEMO_BASE_URL, DEMO_PROVIDER_HOST, demo_transport, is_demo_model
 from .errors import ProviderNotConfigured
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -72,8 +73,14 @@ class Upstream:
         return out
 
 
-def upstream_for(provider: str) -> Upstream:
-    """Return the provider's configuration; raise `ProviderNotConfigured` when it has no key."""
+def upstream_for(provider: str, model: str = "") -> Upstream:
+    """Return the provider's configuration; raise `ProviderNotConfigured` when it has no key.
+
+    The demo model (`posthog-demo`) needs no key: it is served in process (demo_model.py)
+    through the transport every client mounts for `DEMO_BASE_URL`, in either API shape.
+    """
+    if is_demo_model(model) and provider in ("openai", "anthropic"):
+        return Upstream(provider=provider, base_url=DEMO_BASE_URL, api_key="demo")
     if provider == "anthropic":
         base_url, api_key = settings.LLM_ANTHROPIC_BASE_URL, settings.LLM_ANTHROPIC_API_KEY
     elif provider == "openai":
@@ -102,7 +109,10 @@ class _ClientPool:
 
     def __init__(self) -> None:
         self.clients = [
-            httpx.AsyncClient(timeout=TIMEOUT, limits=LIMITS, follow_redirects=False, trust_env=False)
+            httpx.AsyncClient(
+                timeout=TIMEOUT, limits=LIMITS, follow_redirects=False, trust_env=False,
+                mounts={f"all://{DEMO_PROVIDER_HOST}": demo_transport()},  # the demo model, never the network
+            )
             for _ in range(POOL_SHARDS)
         ]
         self.turn = 0
