@@ -9,6 +9,9 @@
 # (8233), REDIS_URL, SITE_URL (http://127.0.0.1:$WEB_PORT; a tunnel's URL to point a real Slack app
 # here), ALLOWED_HOSTS, DEBUG (default 0), SECRET_KEY (default: a random one kept in
 # $DEVDATA_DIR/secret_key), DEVDATA_DIR (.devdata), and the SLACK_* variables read below.
+# Models: LLM_OPENAI_API_KEY / LLM_ANTHROPIC_API_KEY; LLM_AGENT_MODEL (the built-in agent's model). With
+# no key and no LLM_AGENT_MODEL the agent uses the gateway's offline demo model "posthog-demo", which
+# says in every answer that it is not a real AI: the whole mention -> answer loop works offline.
 set -euo pipefail
 # `make run | head` must not kill the setup half-way: with SIGPIPE ignored a write to a closed
 # pipe fails (and `say` drops it) instead of killing the script.
@@ -47,6 +50,16 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # Order matters: supervise.py stops processes in reverse order, so the stores go last (and the
 # gateway after the worker, whose repository router calls it).
 PROCFILE="$DEVDATA_DIR/Procfile"
+
+if [ -n "${LLM_AGENT_MODEL:-}" ]; then
+  AGENT_MODEL_NOTE="$LLM_AGENT_MODEL (LLM_AGENT_MODEL)"
+elif [ -n "${LLM_OPENAI_API_KEY:-}" ]; then
+  AGENT_MODEL_NOTE="gpt-4o-mini (LLM_OPENAI_API_KEY is set; LLM_AGENT_MODEL picks another)"
+elif [ -n "${LLM_ANTHROPIC_API_KEY:-}" ]; then
+  AGENT_MODEL_NOTE="claude-sonnet-4-5 (LLM_ANTHROPIC_API_KEY is set; LLM_AGENT_MODEL picks another)"
+else
+  AGENT_MODEL_NOTE="posthog-demo: the OFFLINE DEMO model, not a real AI (set LLM_OPENAI_API_KEY or LLM_ANTHROPIC_API_KEY)"
+fi
 : > "$PROCFILE"
 
 if ! command -v redis-server >/dev/null 2>&1; then
@@ -103,7 +116,8 @@ say "
  API docs       $SITE_URL/api/schema/swagger-ui/
  Health         $SITE_URL/healthz   $SITE_URL/readyz
  LLM gateway    $LLM_GATEWAY_URL/llm/{product}/v1/chat/completions | /v1/messages | /v1/models
-                (upstreams: LLM_OPENAI_API_KEY / LLM_ANTHROPIC_API_KEY; unset answers 503)
+                (upstreams: LLM_OPENAI_API_KEY / LLM_ANTHROPIC_API_KEY; unset answers 503, except the demo model)
+ Agent model    $AGENT_MODEL_NOTE
  Temporal UI    http://127.0.0.1:$TEMPORAL_UI_PORT/
  Slack webhook  $SITE_URL/slack/events
  Demo account   $DEVDATA_DIR/demo.env   (DEBUG=$DEBUG)
