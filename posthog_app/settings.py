@@ -173,6 +173,21 @@ QUOTA_CHECK_FAILURE_MODE = os.environ.get("QUOTA_CHECK_FAILURE_MODE", "open").st
 if QUOTA_CHECK_FAILURE_MODE not in {"open", "closed"}:
     raise ValueError(f"QUOTA_CHECK_FAILURE_MODE must be 'open' or 'closed', not {QUOTA_CHECK_FAILURE_MODE!r}")
 
+# The Slack mention inbox (products/slack_app/inbox.py, relay.py): the webhook records each mention
+# in PostgreSQL and answers; the relay in the Temporal worker process starts the workflows (or posts
+# the recorded denials), woken by NOTIFY, polling every POLL seconds as a fallback, oldest first.
+SLACK_INBOX_RELAY_BATCH_SIZE = int(os.environ.get("SLACK_INBOX_RELAY_BATCH_SIZE", "64"))  # rows claimed at once
+SLACK_INBOX_RELAY_CONCURRENCY = int(os.environ.get("SLACK_INBOX_RELAY_CONCURRENCY", "16"))  # starts in flight
+SLACK_INBOX_RELAY_POLL_SECONDS = float(os.environ.get("SLACK_INBOX_RELAY_POLL_SECONDS", "5"))
+SLACK_INBOX_RELAY_LEASE_SECONDS = float(os.environ.get("SLACK_INBOX_RELAY_LEASE_SECONDS", "60"))  # a dead relay's rows wait this long
+# While Temporal (or Slack, for a denial) is down: wait BACKOFF_INITIAL, doubling up to BACKOFF_MAX, then retry.
+SLACK_INBOX_RELAY_BACKOFF_INITIAL_SECONDS = float(os.environ.get("SLACK_INBOX_RELAY_BACKOFF_INITIAL_SECONDS", "1"))
+SLACK_INBOX_RELAY_BACKOFF_MAX_SECONDS = float(os.environ.get("SLACK_INBOX_RELAY_BACKOFF_MAX_SECONDS", "30"))
+SLACK_INBOX_MAX_ATTEMPTS = int(os.environ.get("SLACK_INBOX_MAX_ATTEMPTS", "20"))  # errors other than an outage, then "failed"
+SLACK_INBOX_KEEP_PROCESSED_SECONDS = float(os.environ.get("SLACK_INBOX_KEEP_PROCESSED_SECONDS", str(7 * 86400)))
+SLACK_INBOX_PRUNE_EVERY_SECONDS = float(os.environ.get("SLACK_INBOX_PRUNE_EVERY_SECONDS", "600"))
+SLACK_INBOX_BACKLOG_LOG_SECONDS = float(os.environ.get("SLACK_INBOX_BACKLOG_LOG_SECONDS", "60"))
+
 # The LLM gateway's throttles (products/llm_gateway/throttles.py, quota.py, cost_limits.py).
 # Where the ai_credits quota is read: "redis" (this deployment's Redis, through billing's
 # is_team_limited; unreachable Redis refuses billable calls) or "http" (GET

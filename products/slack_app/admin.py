@@ -93,3 +93,7 @@ class BotMessageAdmin(admin.ModelAdmin):
     list_filter = ("step",)
     search_fields = ("key", "channel")
     readonly_fields = ("key", "step", "channel", "thread_ts", "ts", "created_at")
+
+
+# The mention inbox (issue 10): its admin lives in its own module.
+from . import inbox_admin  # noqa: E402,F401

@@ -11,20 +11,29 @@ Rules (see issue 3 and DESIGN.md "Principles"):
   workflow id is derived from the event id, so acting on both would start two
   workflows for one mention. Acting on `app_mention` only is the one rule that cannot
   double-count, and it loses nothing: every @mention produces an `app_mention`.
-* Redeliveries (`X-Slack-Retry-Num`) are processed like first deliveries: the
-  workflow id (`mention_workflow_id(team, event_id)`) with USE_EXISTING /
-  REJECT_DUPLICATE makes them idempotent, so a delivery whose first attempt failed is
-  not lost and one that succeeded never runs twice.
-* Over quota: a denial in the thread, no workflow. Quota state unknown (Redis down):
-  `QUOTA_CHECK_FAILURE_MODE` decides (open: start anyway, the workflow's own gate
-  retries; closed: "try again shortly").
-* Temporal unreachable: `TryAgainLater` (503) so Slack delivers again; nothing was
-  written or posted before the start, so nothing is half done.
+* Accepted mentions and refusals are written to the inbox (`inbox.record`: one row per
+  workspace + event id) and the webhook answers 200 at once; the relay in the worker
+  process starts the workflow or posts the refusal (`relay.py`). No Slack call and no
+  Temporal call happen inside the request, so Temporal's state never decides the
+  answer, and an outage of Temporal longer than Slack's retry schedule loses nothing.
+* Redeliveries (`X-Slack-Retry-Num`) are processed like first deliveries: they find the
+  event's row and write nothing (outcome `duplicate`, or the refusal on record). The
+  relay starts the workflow with the id `mention_workflow_id(team, event_id)` and
+  USE_EXISTING / REJECT_DUPLICATE, so even a row relayed twice is one workflow.
+* Over quota: a denial recorded (posted once by the relay), no workflow. Quota state
+  unknown (Redis down): `QUOTA_CHECK_FAILURE_MODE` decides (open: record the mention
+  anyway, the workflow's own gate retries; closed: "try again shortly" recorded).
+* PostgreSQL unreachable: `TryAgainLater` (503) so Slack delivers again; nothing was
+  written, so nothing is half done.
 * Every field acted on is checked for shape and length first (`validation.py`): a
-  field that does not fit is a 400 and nothing is started.
-* Replies (the denial, "try again shortly") go out once per event however often Slack
-  delivers it (`posting.post_once`), and the quota read gives up after 250 ms, so the
-  webhook answers well inside Slack's 3 seconds even with Redis blackholed.
+  field that does not fit is a 400 and nothing is recorded.
+* The quota read gives up after 250 ms, so the webhook answers well inside Slack's 3
+  seconds even with Redis blackholed.
+
+Outcomes keep their meaning for Slack's logs and ours: `started` is the first delivery of
+an accepted mention (recorded; the relay starts it within moments), `duplicate` a
+redelivery of one, `denied_over_quota` / `refused_quota_unknown` a refusal (first or
+redelivered).
 """
 from __future__ import annotations
 
@@ -34,14 +43,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from products.billing.facade import QuotaResource, QuotaStateUnavailable, is_team_limited
 # temporal.client is the only temporal/ module products/ may import (it re-exports the names used here).
-from temporal.client import SlackMentionWorkflowInput, TemporalUnavailable, mention_workflow_id, start_mention_workflow
+from temporal.client import mention_workflow_id
 
-from . import lifecycle, validation
+from . import inbox, lifecycle, validation
 from .errors import MalformedRequest, TryAgainLater
-from .mentions import post_quota_denial, post_try_again_shortly
+from .inbox_models import MentionInbox
 from .workspaces import find_integration
 
 logger = logging.getLogger(__name__)
@@ -82,6 +92,15 @@ class Delivery:
 
 def handle_envelope(envelope: Any, delivery: Delivery = Delivery()) -> EventResult:
     """Decide and act on one verified Events API envelope. Raises MalformedRequest / TryAgainLater."""
+    try:
+        return _handle_envelope(envelope, delivery)
+    except (OperationalError, InterfaceError) as exc:
+        # The database cannot be reached: nothing was recorded, so Slack must deliver again.
+        logger.error("database unavailable (%s); answering 503 so Slack delivers again", exc)
+        raise TryAgainLater("database unavailable; deliver again") from exc
+
+
+def _handle_envelope(envelope: Any, delivery: Delivery) -> EventResult:
     if not isinstance(envelope, dict) or not isinstance(envelope.get("type"), str):
         raise MalformedRequest("body must be a JSON object with a 'type'")
     kind = envelope["type"]
@@ -121,6 +140,7 @@ def handle_envelope(envelope: Any, delivery: Delivery = Delivery()) -> EventResu
         return EventResult(Outcome.UNKNOWN_WORKSPACE, detail=team_id)
 
     workflow_id = mention_workflow_id(team_id, event_id)
+    action = MentionInbox.Action.START
     try:
         limited = is_team_limited(
             integration.project.api_token, QuotaResource.AI_CREDITS, timeout=QUOTA_CHECK_TIMEOUT_SECONDS
@@ -128,38 +148,46 @@ def handle_envelope(envelope: Any, delivery: Delivery = Delivery()) -> EventResu
     except QuotaStateUnavailable as exc:
         if settings.QUOTA_CHECK_FAILURE_MODE == "closed":
             logger.error("quota state unavailable (%s); refusing mention %s (QUOTA_CHECK_FAILURE_MODE=closed)", exc, workflow_id)
-            post_try_again_shortly(integration, workflow_id=workflow_id, channel=channel, thread_ts=thread_ts, user=user)
-            return EventResult(Outcome.REFUSED_QUOTA_UNKNOWN, workflow_id=workflow_id)
-        logger.error(
-            "quota state unavailable (%s); starting mention %s anyway (QUOTA_CHECK_FAILURE_MODE=open), "
-            "the workflow's quota gate will check again",
-            exc,
-            workflow_id,
-        )
+            action = MentionInbox.Action.TRY_AGAIN
+        else:
+            logger.error(
+                "quota state unavailable (%s); accepting mention %s anyway (QUOTA_CHECK_FAILURE_MODE=open), "
+                "the workflow's quota gate will check again",
+                exc,
+                workflow_id,
+            )
         limited = False
-
     if limited:
-        # Once per event: a redelivery finds the denial's ledger row and posts nothing.
-        post_quota_denial(
-            integration, workflow_id=workflow_id, channel=channel, thread_ts=thread_ts, user=user, from_webhook=True
-        )
-        logger.info("project %s over ai_credits quota; denied mention %s", integration.project_id, workflow_id)
-        return EventResult(Outcome.DENIED_OVER_QUOTA, workflow_id=workflow_id)
+        action = MentionInbox.Action.DENY_OVER_QUOTA
 
-    inp = SlackMentionWorkflowInput(event=event, integration_id=integration.pk, slack_team_id=team_id, event_id=event_id)
-    try:
-        started = start_mention_workflow(inp)
-    except TemporalUnavailable as exc:
-        logger.error("cannot start %s, Temporal unavailable (%s); answering 503 so Slack delivers again", workflow_id, exc)
-        raise TryAgainLater("workflow engine unavailable; deliver again") from exc
-    logger.info(
-        "mention %s %s (delivery retry %s %s)",
-        workflow_id,
-        "started" if started else "already handled",
-        delivery.retry_num,
-        delivery.retry_reason,
+    # One row per event; the relay posts the refusal or starts the workflow (see the module docstring).
+    recorded = inbox.record(
+        integration_id=integration.pk,
+        action=action,
+        slack_team_id=team_id,
+        event_id=event_id,
+        workflow_id=workflow_id,
+        event=event,
+        channel=channel,
+        thread_ts=thread_ts,
+        user=user,
     )
-    return EventResult(Outcome.STARTED if started else Outcome.DUPLICATE, workflow_id=workflow_id)
+    outcome = _OUTCOMES[(recorded.action, recorded.created)]
+    logger.info(
+        "mention %s: %s (delivery retry %s %s)", workflow_id, outcome.value, delivery.retry_num, delivery.retry_reason
+    )
+    return EventResult(outcome, workflow_id=workflow_id)
+
+
+# (action on record, recorded now?) -> outcome. A refusal is reported as such however often it is delivered.
+_OUTCOMES = {
+    (MentionInbox.Action.START, True): Outcome.STARTED,
+    (MentionInbox.Action.START, False): Outcome.DUPLICATE,
+    (MentionInbox.Action.DENY_OVER_QUOTA, True): Outcome.DENIED_OVER_QUOTA,
+    (MentionInbox.Action.DENY_OVER_QUOTA, False): Outcome.DENIED_OVER_QUOTA,
+    (MentionInbox.Action.TRY_AGAIN, True): Outcome.REFUSED_QUOTA_UNKNOWN,
+    (MentionInbox.Action.TRY_AGAIN, False): Outcome.REFUSED_QUOTA_UNKNOWN,
+}
 
 
 def _ignore_reason(event: dict[str, Any]) -> str | None:

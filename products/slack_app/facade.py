@@ -6,7 +6,8 @@ the repository choice and picker, the fixed messages, the task with its thread a
 "On it", and follow-ups. They raise the typed errors below; the activities map them
 to Temporal's retry rules (`retryable`, and `SlackRateLimited.retry_after`).
 
-Also: connecting a workspace by hand (`bootstrap_demo`).
+Also: connecting a workspace by hand (`bootstrap_demo`); the mention inbox's relay (`run_relay`,
+`MentionRelay`), which the worker process runs, and its backlog (`backlog`).
 """
 from __future__ import annotations
 
@@ -34,10 +35,16 @@ from .mentions import (
     post_fixed_message,
     post_repo_picker,
 )
+from .inbox import Backlog, backlog
 from .models import Integration
+from .relay import MentionRelay, run_relay
 from .workspaces import InvalidWorkspaceSettings, connect_workspace
 
 __all__ = [
+    "Backlog",
+    "MentionRelay",
+    "backlog",
+    "run_relay",
     "ForwardedFollowup",
     "Integration",
     "IntegrationGone",

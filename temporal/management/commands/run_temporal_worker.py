@@ -1,15 +1,24 @@
-"""`python manage.py run_temporal_worker`: run the service's Temporal worker until Ctrl-C or SIGTERM."""
+"""`python manage.py run_temporal_worker`: run the service's Temporal worker until Ctrl-C or SIGTERM.
+
+Next to the worker runs the Slack mention inbox's relay (products/slack_app/relay.py, on a
+thread of its own: the ORM is synchronous), which starts the workflows for the mentions
+the webhook recorded; `--no-relay` leaves it out. Both ride through a Temporal restart
+by themselves: the worker's pollers retry until the server answers again, the relay
+backs off and starts the waiting mentions, oldest first, once it does.
+"""
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+import threading
 import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from temporalio.client import Client
 
+from products.slack_app.facade import run_relay
 from temporal.worker import build_worker
 
 logger = logging.getLogger(__name__)
@@ -38,11 +47,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--connect-timeout", type=float, default=60.0, help="Seconds to keep retrying the first connection (default 60)."
         )
+        parser.add_argument(
+            "--no-relay", action="store_true", help="Do not run the Slack mention inbox's relay in this process."
+        )
 
     def handle(self, *args, **options) -> None:
-        asyncio.run(self._run(options["connect_timeout"]))
+        asyncio.run(self._run(options["connect_timeout"], relay=not options["no_relay"]))
 
-    async def _run(self, connect_timeout: float) -> None:
+    async def _run(self, connect_timeout: float, relay: bool = True) -> None:
         address, namespace, task_queue = settings.TEMPORAL_ADDRESS, settings.TEMPORAL_NAMESPACE, settings.TEMPORAL_TASK_QUEUE
         client = await connect_with_retry(address, namespace, connect_timeout)
         stop = asyncio.Event()
@@ -50,10 +62,20 @@ class Command(BaseCommand):
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         worker = build_worker(client, task_queue)
-        async with worker:
-            self.stdout.write(f"Temporal worker polling task queue {task_queue!r} on {address} (namespace {namespace!r})")
-            self.stdout.flush()
-            await stop.wait()
-            self.stdout.write("Shutting down: finishing running activities")
-            self.stdout.flush()
+        relay_stop = threading.Event()
+        relay_task = asyncio.create_task(asyncio.to_thread(run_relay, relay_stop)) if relay else None
+        try:
+            async with worker:
+                self.stdout.write(f"Temporal worker polling task queue {task_queue!r} on {address} (namespace {namespace!r})")
+                if relay_task is not None:
+                    self.stdout.write("Slack mention inbox relay running")
+                self.stdout.flush()
+                await stop.wait()
+                self.stdout.write("Shutting down: finishing running activities")
+                self.stdout.flush()
+                relay_stop.set()  # the relay finishes its pass while the worker drains
+        finally:
+            relay_stop.set()
+            if relay_task is not None:
+                await relay_task
         self.stdout.write("Temporal worker stopped")

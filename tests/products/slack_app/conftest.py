@@ -101,3 +101,39 @@ def task_queue(temporal, settings):
                 pass
 
         run_sync(terminate())
+
+
+# --- The mention inbox's relay (products/slack_app/relay.py) ------------------------------------
+
+
+def relay_pending():
+    """One pass of the real relay, as the worker process runs it: start the recorded mentions'
+    workflows and post the recorded refusals. Returns its `PassResult`."""
+    from products.slack_app.relay import MentionRelay
+
+    relay = MentionRelay(name="test")
+    try:
+        return relay.relay_once()
+    finally:
+        relay.close()
+
+
+@pytest.fixture
+def relay(settings):
+    """The real relay loop on a thread of its own (as `run_temporal_worker` runs it) for this test.
+
+    Its database connection is its own, so the test must commit what it records
+    (`django_db(transaction=True)`).
+    """
+    import threading
+
+    from products.slack_app.relay import run_relay
+
+    settings.SLACK_INBOX_RELAY_POLL_SECONDS = 0.5
+    stop = threading.Event()
+    thread = threading.Thread(target=run_relay, args=(stop,), kwargs={"name": "test-relay"}, daemon=True)
+    thread.start()
+    yield thread
+    stop.set()
+    thread.join(30)
+    assert not thread.is_alive(), "the relay did not stop"

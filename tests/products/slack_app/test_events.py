@@ -1,4 +1,10 @@
-"""POST /slack/events: verify, decide, start or refuse, answer; against real PostgreSQL, Redis and Temporal."""
+"""POST /slack/events: verify, decide, record, answer; then the relay starts or refuses. Real PostgreSQL, Redis and Temporal.
+
+Invariant: the webhook's answer depends on the signature, the body, the quota read and
+PostgreSQL only: it makes no Slack call and no Temporal call. What it recorded, the
+relay (products/slack_app/relay.py, run here one pass at a time with `relay_pending()`)
+turns into one workflow or one reply.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -14,7 +20,9 @@ from django.test import Client
 from products.billing.quota_limiting import QuotaResource, add_limited_tokens
 from temporal.slack_mention.constants import WORKFLOW_TYPE, mention_workflow_id
 
-from .conftest import BOT_TOKEN, TEAM_ID, mention_envelope, post_event, workflow_description
+from products.slack_app.inbox_models import MentionInbox
+
+from .conftest import BOT_TOKEN, TEAM_ID, mention_envelope, post_event, relay_pending, workflow_description
 
 DENIAL = "Your team has used its monthly AI credits. Top up at http://testserver/billing to continue."
 
@@ -150,9 +158,11 @@ def test_message_event_carrying_the_mention_is_never_acted_on(client, integratio
 
     assert post_event(client, as_message).status_code == 200
     assert workflow_description(mention_workflow_id(TEAM_ID, as_message["event_id"])) is None
+    assert not MentionInbox.objects.exists()
 
     assert post_event(client, mention).status_code == 200
     task_queue.append(mention_workflow_id(TEAM_ID, mention["event_id"]))
+    assert relay_pending().started == 1
     assert workflow_description(mention_workflow_id(TEAM_ID, mention["event_id"])) is not None
 
 
@@ -162,7 +172,7 @@ def test_unknown_workspace_is_200_with_no_work(client, integration, task_queue, 
     assert response.status_code == 200
     assert response.json()["outcome"] == "unknown_workspace"
     assert workflow_description(mention_workflow_id("TUNKNOWN", envelope["event_id"])) is None
-    assert slack_api.calls == []
+    assert slack_api.calls == [] and not MentionInbox.objects.exists()
     assert "unknown workspace TUNKNOWN" in caplog.text
 
 
@@ -174,7 +184,9 @@ def test_over_quota_mention_gets_the_denial_in_its_thread_and_no_workflow(client
     limit(integration)
     envelope = mention_envelope(thread_ts=thread_ts, ts="1700000001.000100")
     response = post_event(client, envelope)
-    assert response.status_code == 200
+    assert response.status_code == 200 and response.json()["outcome"] == "denied_over_quota"
+    assert slack_api.calls == []  # recorded; the relay posts it, outside the request
+    assert relay_pending().posted == 1
     [post] = slack_api.calls_to("chat.postMessage")
     assert post.args["text"] == DENIAL
     assert post.args["channel"] == "C123"
@@ -189,6 +201,7 @@ def test_over_quota_denial_falls_back_to_ephemeral_when_posting_fails(client, in
     envelope = mention_envelope(user="U222")
     response = post_event(client, envelope)
     assert response.status_code == 200
+    relay_pending()
     [ephemeral] = slack_api.calls_to("chat.postEphemeral")
     assert ephemeral.args["text"] == DENIAL
     assert ephemeral.args["user"] == "U222"
@@ -200,8 +213,12 @@ def test_over_quota_redelivery_does_not_post_the_denial_twice(client, integratio
     limit(integration)
     envelope = mention_envelope()
     assert post_event(client, envelope).status_code == 200
-    assert post_event(client, envelope, headers={"HTTP_X_SLACK_RETRY_NUM": "1", "HTTP_X_SLACK_RETRY_REASON": "http_timeout"}).status_code == 200
+    relay_pending()
+    again = post_event(client, envelope, headers={"HTTP_X_SLACK_RETRY_NUM": "1", "HTTP_X_SLACK_RETRY_REASON": "http_timeout"})
+    assert (again.status_code, again.json()["outcome"]) == (200, "denied_over_quota")
+    relay_pending()
     assert len(slack_api.calls_to("chat.postMessage")) == 1
+    assert MentionInbox.objects.get().result == "posted"
 
 
 def test_over_quota_and_slack_down_still_answers_200_without_work(client, integration, task_queue, slack_api):
@@ -210,7 +227,10 @@ def test_over_quota_and_slack_down_still_answers_200_without_work(client, integr
     slack_api.respond("chat.postEphemeral", status=500, body="oops", times=None)
     envelope = mention_envelope()
     assert post_event(client, envelope).status_code == 200
+    assert relay_pending().retried == 1  # Slack 5xx: the relay tries the denial again later
     assert workflow_description(mention_workflow_id(TEAM_ID, envelope["event_id"])) is None
+    row = MentionInbox.objects.get()
+    assert (row.state, row.attempts) == ("pending", 1) and row.last_error
 
 
 # --- In quota: the workflow starts ----------------------------------------------------------------
@@ -223,13 +243,16 @@ def test_in_quota_mention_starts_the_workflow_with_the_contract_id_and_type(clie
     task_queue.append(workflow_id)
     assert response.status_code == 200
     assert response.json()["outcome"] == "started"
+    assert workflow_description(workflow_id) is None  # recorded, not started inside the request
+    assert relay_pending().started == 1
     description = workflow_description(workflow_id)
     assert description is not None
     assert description.workflow_type == WORKFLOW_TYPE == "posthog-code-slack-mention-processing"
     assert description.task_queue == settings.TEMPORAL_TASK_QUEUE
     assert description.status.name == "RUNNING"
-    # The webhook itself posts nothing: replies are the workflow's job.
+    # Neither the webhook nor the relay posts anything: replies are the workflow's job.
     assert slack_api.calls == []
+    assert MentionInbox.objects.get().result == "started"
 
 
 def test_workflow_input_carries_the_event_integration_team_and_event_id(client, integration, task_queue):
@@ -239,6 +262,7 @@ def test_workflow_input_carries_the_event_integration_team_and_event_id(client, 
     post_event(client, envelope)
     workflow_id = mention_workflow_id(TEAM_ID, "Ev0INPUT1")
     task_queue.append(workflow_id)
+    relay_pending()
 
     async def decoded_input():
         client_ = await get_client()
@@ -258,24 +282,31 @@ def test_redelivery_is_processed_and_is_a_duplicate_not_a_second_workflow(client
     workflow_id = mention_workflow_id(TEAM_ID, envelope["event_id"])
     task_queue.append(workflow_id)
     first = post_event(client, envelope)
+    relay_pending()
+    run_id = workflow_description(workflow_id).run_id
     again = post_event(client, envelope, headers={"HTTP_X_SLACK_RETRY_NUM": "1", "HTTP_X_SLACK_RETRY_REASON": "http_timeout"})
     assert first.json()["outcome"] == "started"
     assert again.status_code == 200 and again.json()["outcome"] == "duplicate"
-    run_id = workflow_description(workflow_id).run_id
+    assert relay_pending().claimed == 0  # the redelivery wrote nothing
+    assert MentionInbox.objects.count() == 1
     assert workflow_description(workflow_id).run_id == run_id
 
 
-def test_redelivery_of_a_mention_whose_first_delivery_failed_starts_it(client, integration, task_queue, settings, temporal):
-    """Nothing is lost: a 503 on the first delivery, then Slack's retry starts the work."""
+def test_mention_accepted_while_temporal_is_down_is_started_once_it_is_back(client, integration, task_queue, settings, temporal):
+    """Nothing is lost and Slack is not asked to retry: the mention waits in the inbox until Temporal answers."""
     envelope = mention_envelope()
     workflow_id = mention_workflow_id(TEAM_ID, envelope["event_id"])
     task_queue.append(workflow_id)
     settings.TEMPORAL_ADDRESS = "127.0.0.1:1"
-    assert post_event(client, envelope).status_code == 503
+    response = post_event(client, envelope)
+    assert (response.status_code, response.json()["outcome"]) == (200, "started")
+    passed = relay_pending()
+    assert passed.temporal_down and passed.started == 0
+    row = MentionInbox.objects.get()
+    assert (row.state, row.attempts, row.claimed_until) == ("pending", 0, None)  # given back untouched
     settings.TEMPORAL_ADDRESS = temporal.address
     assert workflow_description(workflow_id) is None
-    retry = post_event(client, envelope, headers={"HTTP_X_SLACK_RETRY_NUM": "1", "HTTP_X_SLACK_RETRY_REASON": "http_error"})
-    assert retry.status_code == 200 and retry.json()["outcome"] == "started"
+    assert relay_pending().started == 1
     assert workflow_description(workflow_id).status.name == "RUNNING"
 
 
@@ -301,10 +332,13 @@ def test_same_event_delivered_five_times_concurrently_and_again_later_makes_one_
     for t in threads:
         t.join(30)
     assert sorted(outcomes) == [(200, "duplicate")] * 4 + [(200, "started")]
+    assert MentionInbox.objects.count() == 1
+    assert relay_pending().started == 1
     run_id = workflow_description(workflow_id).run_id
 
     later = post_event(Client(), envelope, headers={"HTTP_X_SLACK_RETRY_NUM": "3"})
     assert (later.status_code, later.json()["outcome"]) == (200, "duplicate")
+    assert relay_pending().claimed == 0
     assert workflow_description(workflow_id).run_id == run_id
 
 
@@ -314,6 +348,7 @@ def test_redelivery_after_the_workflow_closed_does_not_run_it_again(client, inte
     envelope = mention_envelope()
     workflow_id = mention_workflow_id(TEAM_ID, envelope["event_id"])
     post_event(client, envelope)
+    relay_pending()
 
     async def terminate():
         await (await get_client()).get_workflow_handle(workflow_id).terminate("done")
@@ -322,6 +357,7 @@ def test_redelivery_after_the_workflow_closed_does_not_run_it_again(client, inte
     closed_run = workflow_description(workflow_id).run_id
     again = post_event(client, envelope, headers={"HTTP_X_SLACK_RETRY_NUM": "2"})
     assert (again.status_code, again.json()["outcome"]) == (200, "duplicate")
+    relay_pending()
     description = workflow_description(workflow_id)
     assert description.run_id == closed_run and description.status.name == "TERMINATED"
 
@@ -329,12 +365,12 @@ def test_redelivery_after_the_workflow_closed_does_not_run_it_again(client, inte
 # --- Infrastructure down --------------------------------------------------------------------------
 
 
-def test_temporal_unreachable_is_503_so_slack_delivers_again(client, integration, settings, slack_api):
+def test_temporal_unreachable_does_not_decide_the_answer(client, integration, settings, slack_api):
     settings.TEMPORAL_ADDRESS = "127.0.0.1:1"
     response = post_event(client, mention_envelope())
-    assert response.status_code == 503
-    assert response.json()["error"] == "temporarily_unavailable"
-    assert slack_api.calls == []  # nothing half done: no reply, no reaction
+    assert (response.status_code, response.json()["outcome"]) == (200, "started")
+    assert MentionInbox.objects.get().state == "pending"
+    assert slack_api.calls == []
 
 
 def test_redis_down_with_failure_mode_open_starts_the_workflow(client, integration, task_queue, settings, slack_api, caplog):
@@ -345,6 +381,7 @@ def test_redis_down_with_failure_mode_open_starts_the_workflow(client, integrati
     task_queue.append(workflow_id)
     response = post_event(client, envelope)
     assert response.status_code == 200 and response.json()["outcome"] == "started"
+    relay_pending()
     assert workflow_description(workflow_id).status.name == "RUNNING"
     assert any(r.levelname == "ERROR" and "quota state unavailable" in r.getMessage() for r in caplog.records)
     assert slack_api.calls == []
@@ -356,6 +393,8 @@ def test_redis_down_with_failure_mode_closed_refuses_with_try_again_shortly(clie
     envelope = mention_envelope(thread_ts="1699999999.000001")
     response = post_event(client, envelope)
     assert response.status_code == 200 and response.json()["outcome"] == "refused_quota_unknown"
+    assert slack_api.calls == []
+    relay_pending()
     [post] = slack_api.calls_to("chat.postMessage")
     assert "try again shortly" in post.args["text"]
     assert post.args["thread_ts"] == "1699999999.000001"
@@ -392,8 +431,9 @@ def test_blackholed_redis_fails_open_well_within_slacks_three_seconds(client, in
         settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
         response, elapsed = timed_post(client, envelope)
     assert response.status_code == 200 and response.json()["outcome"] == "started"
-    assert workflow_description(workflow_id).status.name == "RUNNING"
     assert elapsed < 1.5, elapsed
+    relay_pending()
+    assert workflow_description(workflow_id).status.name == "RUNNING"
 
 
 def test_blackholed_redis_fails_closed_well_within_slacks_three_seconds(client, integration, task_queue, settings, slack_api):
@@ -403,18 +443,19 @@ def test_blackholed_redis_fails_closed_well_within_slacks_three_seconds(client, 
         settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
         response, elapsed = timed_post(client, envelope)
     assert response.status_code == 200 and response.json()["outcome"] == "refused_quota_unknown"
+    relay_pending()
     [post] = slack_api.calls_to("chat.postMessage")
     assert "try again shortly" in post.args["text"]
     assert workflow_description(mention_workflow_id(TEAM_ID, envelope["event_id"])) is None
     assert elapsed < 1.5, elapsed
 
 
-def test_stopped_temporal_is_a_503_well_within_slacks_three_seconds(client, integration, settings, slack_api):
+def test_stopped_temporal_is_acknowledged_well_within_slacks_three_seconds(client, integration, settings, slack_api):
     from tests.conftest import free_port
 
     settings.TEMPORAL_ADDRESS = f"127.0.0.1:{free_port()}"  # nothing listens: Temporal is down
     response, elapsed = timed_post(client, mention_envelope())
-    assert response.status_code == 503 and response.json()["error"] == "temporarily_unavailable"
+    assert response.status_code == 200 and response.json()["outcome"] == "started"
     assert slack_api.calls == []
     assert elapsed < 1.5, elapsed
 
@@ -429,10 +470,12 @@ def test_redis_down_in_closed_mode_says_try_again_once_per_event_however_often_s
         headers = {"HTTP_X_SLACK_RETRY_NUM": str(retry), "HTTP_X_SLACK_RETRY_REASON": "http_timeout"} if retry else {}
         response = post_event(client, envelope, headers=headers)
         assert response.status_code == 200 and response.json()["outcome"] == "refused_quota_unknown"
+        relay_pending()
     [post] = slack_api.calls_to("chat.postMessage")
     assert "try again shortly" in post.args["text"]
     # Another mention is another event: it gets its own reply.
     assert post_event(client, mention_envelope()).status_code == 200
+    relay_pending()
     assert len(slack_api.calls_to("chat.postMessage")) == 2
 
 
@@ -485,23 +528,32 @@ class TcpRelay:
             sock.close()
 
 
-def test_temporal_stopping_under_a_connected_webhook_is_a_503_well_within_slacks_three_seconds(
+def test_temporal_stopping_under_a_connected_relay_keeps_the_mention_until_temporal_answers(
     client, integration, task_queue, settings, temporal, slack_api
 ):
-    relay = TcpRelay(temporal.address)
-    settings.TEMPORAL_ADDRESS = relay.address
-    first = mention_envelope()
-    task_queue.append(mention_workflow_id(TEAM_ID, first["event_id"]))
-    assert post_event(client, first).json()["outcome"] == "started"  # connected through the relay
-    relay.stop()
-    response, elapsed = timed_post(client, mention_envelope())
-    assert response.status_code == 503 and response.json()["error"] == "temporarily_unavailable"
+    proxy = TcpRelay(temporal.address)
+    settings.TEMPORAL_ADDRESS = proxy.address
+    first, second = mention_envelope(), mention_envelope()
+    task_queue.extend(mention_workflow_id(TEAM_ID, e["event_id"]) for e in (first, second))
+    assert post_event(client, first).json()["outcome"] == "started"
+    assert relay_pending().started == 1  # the relay's client is connected through the proxy
+    proxy.stop()
+    response, elapsed = timed_post(client, second)
+    assert (response.status_code, response.json()["outcome"]) == (200, "started")
     assert elapsed < 1.5, elapsed
+    started = time.monotonic()
+    assert relay_pending().temporal_down
+    assert time.monotonic() - started < 3  # a dead connection costs the relay one start deadline, not a hang
+    settings.TEMPORAL_ADDRESS = temporal.address
+    assert relay_pending().started == 1
+    assert workflow_description(mention_workflow_id(TEAM_ID, second["event_id"])).status.name == "RUNNING"
 
 
-def test_temporal_that_accepts_but_never_answers_is_a_503_well_within_slacks_three_seconds(client, integration, settings, slack_api):
+def test_temporal_that_accepts_but_never_answers_does_not_slow_the_answer(client, integration, settings, slack_api):
     with blackholed_port() as port:
         settings.TEMPORAL_ADDRESS = f"127.0.0.1:{port}"
         response, elapsed = timed_post(client, mention_envelope())
-    assert response.status_code == 503
-    assert elapsed < 1.5, elapsed
+        assert response.status_code == 200
+        assert elapsed < 1.5, elapsed
+        assert relay_pending().temporal_down
+    assert MentionInbox.objects.get().state == "pending"

@@ -1,0 +1,184 @@
+"""The mention inbox's operations: record (the webhook), claim and settle (the relay), backlog and prune (operators).
+
+The webhook calls `record()` and answers; everything that needs Temporal or Slack is the
+relay's (`relay.py`). Contracts:
+
+* Table `slack_app_mentioninbox` (`MentionInbox`), unique on (slack_team_id, event_id).
+* NOTIFY channel `slack_mention_inbox` (PostgreSQL only), sent in the transaction that
+  inserts a row, so a listener hears it once the row is committed (and visible).
+* Claiming takes the oldest pending rows that are due and not leased, with
+  `FOR UPDATE SKIP LOCKED` (relays never wait on, nor take, each other's rows), and
+  leases them for `SLACK_INBOX_RELAY_LEASE_SECONDS`. The Temporal start and the Slack post
+  happen after that commit, never inside a transaction; a relay that dies leaves a lease
+  that expires, and the next relay's start of the same workflow id is a no-op.
+
+SQLite (`make run`'s embedded default) has no NOTIFY and no row locks: one relay polls,
+and SQLite's single writer serialises the claims.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, Min, Q
+from django.utils import timezone
+
+from .inbox_models import MentionInbox
+
+logger = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "slack_mention_inbox"
+
+Action = MentionInbox.Action
+State = MentionInbox.State
+
+
+def uses_notify() -> bool:
+    """True when the database can LISTEN/NOTIFY (PostgreSQL)."""
+    return connection.vendor == "postgresql"
+
+
+# --- The webhook -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recorded:
+    created: bool  # False: Slack delivered this event before; nothing was written now
+    action: str  # the action on record for the event (the first delivery's decision)
+
+
+def record(
+    *,
+    integration_id: int,
+    action: str,
+    slack_team_id: str,
+    event_id: str,
+    workflow_id: str,
+    event: dict[str, Any],
+    channel: str,
+    thread_ts: str,
+    user: str,
+) -> Recorded:
+    """Write one row for the event (and NOTIFY the relays on commit); a redelivery writes nothing.
+
+    Raises django.db.OperationalError / InterfaceError when the database cannot be
+    reached (the webhook answers 503: Slack delivers again).
+    """
+    try:
+        with transaction.atomic():
+            MentionInbox.objects.create(
+                integration_id=integration_id,
+                action=action,
+                slack_team_id=slack_team_id,
+                event_id=event_id,
+                workflow_id=workflow_id,
+                event=event,
+                channel=channel,
+                thread_ts=thread_ts,
+                user=user,
+            )
+            if uses_notify():
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
+        return Recorded(created=True, action=action)
+    except IntegrityError:
+        existing = (
+            MentionInbox.objects.filter(slack_team_id=slack_team_id, event_id=event_id).values_list("action", flat=True).first()
+        )
+        if existing is None:  # not the unique constraint after all (the integration vanished meanwhile)
+            raise
+        return Recorded(created=False, action=existing)
+
+
+# --- The relay -----------------------------------------------------------------------------------
+
+
+def claim(limit: int, lease_seconds: float) -> list[MentionInbox]:
+    """Lease up to `limit` due pending rows, oldest first, that no live relay holds; return them in that order."""
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            MentionInbox.objects.select_for_update(skip_locked=True)
+            .filter(state=State.PENDING, next_attempt_at__lte=now)
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+            .order_by("id")
+            .values_list("id", flat=True)[:limit]
+        )
+        if not ids:
+            return []
+        MentionInbox.objects.filter(id__in=ids).update(claimed_until=now + timedelta(seconds=lease_seconds))
+    return list(MentionInbox.objects.filter(id__in=ids).select_related("integration__project").order_by("id"))
+
+
+def settle(rows: list[MentionInbox], result: str) -> None:
+    """Mark `rows` done with `result` ("started", "already_started", "posted", "not_posted")."""
+    if rows:
+        MentionInbox.objects.filter(id__in=[r.id for r in rows]).update(
+            state=State.DONE, result=result, processed_at=timezone.now(), claimed_until=None
+        )
+
+
+def release(rows: list[MentionInbox]) -> None:
+    """Give the rows back untouched (an outage: it is not their fault, so no attempt is counted)."""
+    if rows:
+        MentionInbox.objects.filter(id__in=[r.id for r in rows]).update(claimed_until=None)
+
+
+def retry_later(row: MentionInbox, error: str, delay_seconds: float) -> bool:
+    """Count a failed attempt on `row` and make it due again after `delay_seconds`; after
+    `SLACK_INBOX_MAX_ATTEMPTS` mark it failed instead. Returns True if it will be retried."""
+    attempts = row.attempts + 1
+    now = timezone.now()
+    if attempts >= settings.SLACK_INBOX_MAX_ATTEMPTS:
+        MentionInbox.objects.filter(pk=row.pk).update(
+            state=State.FAILED, attempts=attempts, last_error=error[:2000], processed_at=now, claimed_until=None, result="failed"
+        )
+        logger.error("slack inbox: %s %s failed for good after %d attempts: %s", row.action, row.workflow_id, attempts, error)
+        return False
+    MentionInbox.objects.filter(pk=row.pk).update(
+        attempts=F("attempts") + 1,
+        last_error=error[:2000],
+        next_attempt_at=now + timedelta(seconds=delay_seconds),
+        claimed_until=None,
+    )
+    return True
+
+
+# --- Operators -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backlog:
+    pending: int
+    oldest_pending_age_seconds: float | None  # None: nothing pending
+    failed: int
+
+    def log_line(self) -> str:
+        """The worker's periodic log line (a contract: operators alert on it)."""
+        age = "-" if self.oldest_pending_age_seconds is None else f"{self.oldest_pending_age_seconds:.1f}"
+        return f"slack inbox backlog: pending={self.pending} oldest_pending_age_s={age} failed={self.failed}"
+
+
+def backlog() -> Backlog:
+    """How many mentions wait for the relay, how long the oldest has waited, how many failed for good."""
+    pending = MentionInbox.objects.filter(state=State.PENDING).aggregate(n=Count("id"), oldest=Min("received_at"))
+    failed = MentionInbox.objects.filter(state=State.FAILED).count()
+    age = None
+    if pending["oldest"] is not None:
+        age = max(0.0, (timezone.now() - pending["oldest"]).total_seconds())
+    return Backlog(pending=pending["n"], oldest_pending_age_seconds=age, failed=failed)
+
+
+def prune(older_than_seconds: float | None = None) -> int:
+    """Delete processed (done or failed) rows older than `older_than_seconds` (default
+    `SLACK_INBOX_KEEP_PROCESSED_SECONDS`); return how many. Pending rows are never pruned."""
+    keep = settings.SLACK_INBOX_KEEP_PROCESSED_SECONDS if older_than_seconds is None else older_than_seconds
+    cutoff = timezone.now() - timedelta(seconds=keep)
+    deleted, _ = MentionInbox.objects.filter(~Q(state=State.PENDING), processed_at__lt=cutoff).delete()
+    if deleted:
+        logger.info("slack inbox: pruned %d processed rows older than %s", deleted, cutoff.isoformat())
+    return deleted

@@ -1,0 +1,275 @@
+"""The relay: turns inbox rows into mention workflows (and recorded denials into Slack replies).
+
+It runs in the Temporal worker process (`run_temporal_worker` starts it next to the
+worker), on a thread of its own because the ORM and `temporal.client` are synchronous:
+
+* Woken by PostgreSQL `LISTEN slack_mention_inbox` (the webhook NOTIFYs on commit), and
+  every `SLACK_INBOX_RELAY_POLL_SECONDS` anyway (a lost notification, SQLite, rows due
+  for a retry).
+* Each pass claims the oldest due rows (`inbox.claim`: `FOR UPDATE SKIP LOCKED` and a
+  lease), starts their workflows through `temporal.client.start_mention_workflow` (the
+  same id, type and id policies as the webhook used to: USE_EXISTING / REJECT_DUPLICATE,
+  so a row started twice, by two relays or after a relay died between the start and
+  marking the row, is still one workflow), up to `SLACK_INBOX_RELAY_CONCURRENCY` at once,
+  issued oldest first.
+* Temporal unreachable: the rows are given back untouched and the relay waits
+  `SLACK_INBOX_RELAY_BACKOFF_INITIAL_SECONDS`, doubling up to `..._MAX_SECONDS`, then tries
+  the oldest again; nothing is dropped however long the outage.
+* Denials (over quota; "try again shortly" when the quota is unknown and the failure mode
+  is closed) are posted with `posting.post_once` under the same ledger steps the webhook
+  and the workflow use, so each goes out once.
+* Every `SLACK_INBOX_BACKLOG_LOG_SECONDS` it logs the backlog (`inbox.Backlog.log_line`),
+  and every `SLACK_INBOX_PRUNE_EVERY_SECONDS` it prunes processed rows.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection
+
+# temporal.client is the only temporal/ module products/ may import.
+from temporal.client import SlackMentionWorkflowInput, TemporalUnavailable, start_mention_workflow
+
+from . import inbox, messages
+from .errors import SlackPostError, SlackRateLimited, SlackRefused
+from .inbox_models import MentionInbox
+from .mentions import QUOTA_DENIAL_STEP, TRY_AGAIN_STEP
+from .posting import Step, post_once
+
+logger = logging.getLogger(__name__)
+
+Action = MentionInbox.Action
+
+
+@dataclass
+class PassResult:
+    claimed: int = 0
+    started: int = 0
+    already_started: int = 0
+    posted: int = 0
+    retried: int = 0
+    temporal_down: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+class MentionRelay:
+    """One relay. `run(stop)` loops until `stop` is set; `relay_once()` is one pass (tests call it too)."""
+
+    def __init__(self, *, name: str = "relay") -> None:
+        self.name = name
+        self._pool = ThreadPoolExecutor(max_workers=max(1, settings.SLACK_INBOX_RELAY_CONCURRENCY), thread_name_prefix=f"{name}-start")
+        self._listener = _Listener()
+        self._next_backlog_log = 0.0
+        self._next_prune = 0.0
+
+    # --- one pass ----------------------------------------------------------------------------
+
+    def relay_once(self) -> PassResult:
+        """Claim the oldest due rows and act on them; returns what happened."""
+        result = PassResult()
+        rows = inbox.claim(settings.SLACK_INBOX_RELAY_BATCH_SIZE, settings.SLACK_INBOX_RELAY_LEASE_SECONDS)
+        result.claimed = len(rows)
+        if not rows:
+            return result
+        starts = [r for r in rows if r.action == Action.START]
+        replies = [r for r in rows if r.action != Action.START]
+        if starts:
+            self._start(starts, result)
+        for row in replies:
+            self._post_reply(row, result)
+        return result
+
+    def _start(self, rows: list[MentionInbox], result: PassResult) -> None:
+        # Submitted oldest first; up to SLACK_INBOX_RELAY_CONCURRENCY are in flight at once.
+        futures = [(row, self._pool.submit(start_mention_workflow, _workflow_input(row))) for row in rows]
+        started, already, unavailable = [], [], []
+        for row, future in futures:
+            try:
+                (started if future.result() else already).append(row)
+            except TemporalUnavailable as exc:
+                unavailable.append(row)
+                result.errors.append(str(exc))
+            except Exception as exc:  # noqa: BLE001 - e.g. a refused request: retried with backoff, then failed
+                logger.warning("slack inbox: starting %s failed: %r", row.workflow_id, exc)
+                result.retried += 1
+                inbox.retry_later(row, repr(exc), self._row_backoff(row.attempts + 1))
+        inbox.settle(started, "started")
+        inbox.settle(already, "already_started")
+        inbox.release(unavailable)
+        result.started += len(started)
+        result.already_started += len(already)
+        if unavailable:
+            result.temporal_down = True
+        for row in started:
+            logger.info("slack inbox: started %s (%.0f ms after it was received)", row.workflow_id, _age_ms(row))
+        for row in already:
+            logger.info("slack inbox: %s was already started; nothing more to do", row.workflow_id)
+
+    def _post_reply(self, row: MentionInbox, result: PassResult) -> None:
+        if row.action == Action.DENY_OVER_QUOTA:
+            step, text = QUOTA_DENIAL_STEP, messages.quota_denial_text()
+        else:
+            step, text = TRY_AGAIN_STEP, messages.TRY_AGAIN_SHORTLY_TEXT
+        try:
+            # A ledger claim without a ts means an earlier relay died mid-post: look in the thread first.
+            post_once(
+                row.integration,
+                Step(row.workflow_id, step),
+                channel=row.channel,
+                thread_ts=row.thread_ts,
+                text=text,
+                fallback_user=row.user or None,
+                after_crash="look_in_thread",
+            )
+        except SlackRateLimited as exc:
+            result.retried += 1
+            inbox.retry_later(row, str(exc), exc.retry_after)
+            return
+        except SlackRefused as exc:
+            # Neither the thread nor the user (ephemerally) can be told; the mention is refused all the same.
+            logger.warning("slack inbox: could not post %s for %s: %s", step, row.workflow_id, exc)
+            inbox.settle([row], "not_posted")
+            return
+        except SlackPostError as exc:  # Slack unavailable: try again later
+            result.retried += 1
+            inbox.retry_later(row, str(exc), self._row_backoff(row.attempts + 1))
+            return
+        inbox.settle([row], "posted")
+        result.posted += 1
+        logger.info("slack inbox: posted %s for %s", step, row.workflow_id)
+
+    @staticmethod
+    def _row_backoff(attempt: int) -> float:
+        initial = settings.SLACK_INBOX_RELAY_BACKOFF_INITIAL_SECONDS
+        return min(settings.SLACK_INBOX_RELAY_BACKOFF_MAX_SECONDS, initial * 2 ** max(0, attempt - 1))
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Relay until `stop` is set. Database and Temporal outages are waited out, never raised."""
+        logger.info("slack inbox relay %s running (%s)", self.name, "LISTEN/NOTIFY" if inbox.uses_notify() else "polling")
+        backoff = 0.0
+        try:
+            while not stop.is_set():
+                close_old_connections()
+                try:
+                    result = self.relay_once()
+                    self._housekeeping()
+                except DatabaseError as exc:
+                    logger.error("slack inbox relay: database unavailable (%s); retrying", exc)
+                    connection.close()
+                    result = PassResult(temporal_down=True)
+                if result.temporal_down:
+                    initial = settings.SLACK_INBOX_RELAY_BACKOFF_INITIAL_SECONDS
+                    backoff = min(settings.SLACK_INBOX_RELAY_BACKOFF_MAX_SECONDS, backoff * 2 if backoff else initial)
+                    if result.errors:
+                        logger.warning(
+                            "slack inbox relay: Temporal unavailable (%s); %d mentions wait, retrying in %.1fs",
+                            result.errors[0], result.claimed, backoff,
+                        )
+                    stop.wait(backoff)
+                    continue
+                backoff = 0.0
+                if result.claimed >= settings.SLACK_INBOX_RELAY_BATCH_SIZE:
+                    continue  # more may be waiting
+                self._listener.wait(stop, settings.SLACK_INBOX_RELAY_POLL_SECONDS)
+        finally:
+            self.close()
+            connection.close()  # this thread's: it ends with the loop
+            logger.info("slack inbox relay %s stopped", self.name)
+
+    def close(self) -> None:
+        """Release the relay's start threads and its LISTEN connection."""
+        self._listener.close()
+        self._pool.shutdown(wait=True)
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_backlog_log:
+            self._next_backlog_log = now + settings.SLACK_INBOX_BACKLOG_LOG_SECONDS
+            logger.info(inbox.backlog().log_line())
+        if now >= self._next_prune:
+            self._next_prune = now + settings.SLACK_INBOX_PRUNE_EVERY_SECONDS
+            inbox.prune()
+
+
+def run_relay(stop: threading.Event, *, name: str = "relay") -> None:
+    """Run one relay on the calling thread until `stop` is set (the worker command's entry point)."""
+    MentionRelay(name=name).run(stop)
+
+
+def _workflow_input(row: MentionInbox) -> SlackMentionWorkflowInput:
+    return SlackMentionWorkflowInput(
+        event=row.event, integration_id=row.integration_id, slack_team_id=row.slack_team_id, event_id=row.event_id
+    )
+
+
+def _age_ms(row: MentionInbox) -> float:
+    from django.utils import timezone
+
+    return (timezone.now() - row.received_at).total_seconds() * 1000
+
+
+class _Listener:
+    """`LISTEN slack_mention_inbox` on a connection of its own (PostgreSQL); a plain sleep elsewhere or while it is down."""
+
+    def __init__(self) -> None:
+        self._conn = None
+        self._retry_at = 0.0
+
+    def _connect(self):
+        if self._conn is not None or not inbox.uses_notify() or time.monotonic() < self._retry_at:
+            return self._conn
+        import psycopg
+
+        params = connection.get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        params.pop("prepare_threshold", None)
+        try:
+            self._conn = psycopg.connect(**params, autocommit=True)
+            self._conn.execute(f"LISTEN {inbox.NOTIFY_CHANNEL}")
+        except Exception as exc:  # noqa: BLE001 - polling carries on; try listening again later
+            logger.warning("slack inbox relay: cannot LISTEN (%s); polling", exc)
+            self.close()
+            self._retry_at = time.monotonic() + 5
+        return self._conn
+
+    def wait(self, stop: threading.Event, timeout: float) -> None:
+        """Return when notified, when `stop` is set, or after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            conn = self._connect()
+            if conn is None:
+                stop.wait(min(remaining, 0.5))
+                continue
+            try:
+                for _ in conn.notifies(timeout=min(remaining, 0.5), stop_after=1):
+                    self._drain(conn)
+                    return
+            except Exception as exc:  # noqa: BLE001 - the listening connection broke: poll, reconnect later
+                logger.warning("slack inbox relay: LISTEN connection lost (%s); polling", exc)
+                self.close()
+                self._retry_at = time.monotonic() + 1
+
+    @staticmethod
+    def _drain(conn) -> None:
+        """Swallow the notifications already queued: one pass serves them all."""
+        for _ in conn.notifies(timeout=0.001):
+            pass
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self._conn = None
