@@ -109,13 +109,13 @@ class DatabaseOAuthStateStore(OAuthStateStore):
             row = OAuthState.objects.select_for_update().filter(state=state[:64], purpose=self.purpose).first()
             if row is None:
                 raise StateUnknown("This link from Slack is not one we started. Start again from the button.")
+            if row.consumed_at is not None:
+                raise StateReused("This link from Slack has already been used. Start again from the button.")
             if row.binding != binding:
                 logger.warning("OAuth %s state #%s presented by someone it is not bound to", self.purpose, row.pk)
                 raise StateOfSomeoneElse(
                     "This link from Slack was started by someone else (or in another browser). Start again from the button."
                 )
-            if row.consumed_at is not None:
-                raise StateReused("This link from Slack has already been used. Start again from the button.")
             now = timezone.now()
             if row.expires_at <= now:
                 raise StateExpired("This link from Slack has expired (it is valid for 10 minutes). Start again from the button.")
