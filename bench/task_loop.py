@@ -1,0 +1,496 @@
+"""Task loop, end to end: a Slack mention to the agent's result in the thread, and what our system adds.
+
+Every part runs for real, as in `make run` (one process each): the web (`posthog_app.wsgi`
+under gunicorn, as bench/slack_webhook.py serves it), the LLM gateway (`posthog_app.asgi`
+under uvicorn with make run's flags), the Temporal worker (`manage.py run_temporal_worker`:
+the mention workflow, the task-run workflow and the mention inbox's relay) and a Temporal
+dev server (started here unless TEMPORAL_ADDRESS is given), on PostgreSQL (a bench database)
+and Redis (db 12). Two things are stood in for, in this process: Slack's Web API
+(tests/slack_stub.py, timestamping every call it receives) and the model provider
+(tests/llm_fakes.py), which answers every call after a fixed `--upstream-ms`.
+
+Each mention is a signed `app_mention` naming the one repository, so the built-in agent
+makes exactly one model call per run (checked: the fake upstream's calls are counted per
+run). `--concurrency` clients each send a mention, wait for its result in the thread, and
+send the next: that many tasks are in flight at all times.
+
+Figures (written to bench/results/task_loop.{json,txt}):
+* overhead = (result posted in the Slack stand-in) - (webhook's 200 ack) - (the upstream's
+  own time for that run's model calls): p50/p90/p99/max. Target: p99 < 1 s.
+* runs completed per second at that concurrency (measured phase only).
+* baseline, same run: the same number of calls straight to the fake upstream at the same
+  concurrency (the time a run would take if our system added nothing).
+
+    .venv/bin/python bench/task_loop.py [--runs 300] [--concurrency 50] [--upstream-ms 200]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT))
+
+from bench.support import Figures, ensure_postgres_database, stop  # noqa: E402
+
+SIGNING_SECRET = "bench-signing-secret"
+TEAM_ID = "TBENCHLOOP"
+BOT_TOKEN = "xoxb-bench-loop-token"
+CHANNEL = "CBENCHLOOP"
+REPOSITORY = "acme/web"
+PROVIDER_KEY = "sk-bench-provider-key"
+ANSWER_MARKER = "BENCH-LOOP-ANSWER"
+ANSWER_TEXT = f"{ANSWER_MARKER}: 1. Reproduce the flaky test. 2. Fix the race. 3. Add a regression test."
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/posthog_bench_task_loop")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+TASK_QUEUE = f"bench-task-loop-{uuid.uuid4().hex[:8]}"  # only this bench's worker polls it
+SECRET_KEY = os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50)  # shared: the worker mints, the gateway verifies
+
+os.environ.update(
+    DJANGO_SETTINGS_MODULE="posthog_app.settings",
+    DATABASE_URL=DATABASE_URL,
+    REDIS_URL=REDIS_URL,
+    SLACK_SIGNING_SECRET=SIGNING_SECRET,
+    DEBUG="0",
+    SECRET_KEY=SECRET_KEY,
+    LOG_LEVEL="WARNING",
+    ALLOWED_HOSTS="127.0.0.1,localhost",
+    TEMPORAL_TASK_QUEUE=TASK_QUEUE,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited early with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on {port} after {timeout}s")
+
+
+# --- Stand-ins (in this process) ----------------------------------------------------------------
+
+
+def timed_slack_stub():
+    """The Slack stand-in, noting when each run's result (the agent's answer) reached it."""
+    from tests.slack_stub import SlackStub
+
+    class TimedSlackStub(SlackStub):
+        def __init__(self) -> None:
+            self.cond = threading.Condition()
+            self.result_at: dict[str, float] = {}  # thread ts -> perf_counter when the result post arrived
+            self.posts: Counter[str] = Counter()  # thread ts -> chat.postMessage calls in that thread
+            self.updates = 0
+            super().__init__()
+
+        def _record(self, call):  # noqa: ANN001 (the stub's own signature)
+            arrived = time.perf_counter()
+            answer = super()._record(call)
+            if call.method in ("chat.postMessage", "chat.update"):
+                thread = str(call.args.get("thread_ts") or "")
+                text = str(call.args.get("text") or "")
+                with self.cond:
+                    if call.method == "chat.update":
+                        self.updates += 1
+                    else:
+                        self.posts[thread] += 1
+                    if call.method == "chat.postMessage" and ANSWER_MARKER in text and thread not in self.result_at:
+                        self.result_at[thread] = arrived
+                        self.cond.notify_all()
+            return answer
+
+        def wait_result(self, thread: str, timeout: float) -> float | None:
+            with self.cond:
+                self.cond.wait_for(lambda: thread in self.result_at, timeout)
+                return self.result_at.get(thread)
+
+    return TimedSlackStub()
+
+
+def fake_upstream(upstream_s: float):
+    from tests.llm_fakes import Defaults, FakeUpstream
+
+    return FakeUpstream(expected_key=PROVIDER_KEY, defaults=Defaults(text=ANSWER_TEXT, first_byte_delay=upstream_s))
+
+
+# --- Services -----------------------------------------------------------------------------------
+
+
+def start_temporal(tmpdir: str) -> tuple[subprocess.Popen, str]:
+    """`temporal server start-dev` in memory, headless; returns once it answers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
+         "--log-level", "error"],
+        stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmpdir, "temporal.log"), "wb"), start_new_session=True,
+    )
+    address = f"127.0.0.1:{port}"
+    wait_for_port(port, 60, proc)
+    return proc, address
+
+
+def wait_for_temporal(address: str) -> None:
+    from django.conf import settings
+
+    from temporal.client import check_temporal_health
+
+    os.environ["TEMPORAL_ADDRESS"] = address
+    settings.TEMPORAL_ADDRESS = address
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            check_temporal_health()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def seed() -> int:
+    """Migrate the bench database; one organization, project and Slack integration with one repository."""
+    from django.core.management import call_command
+
+    from posthog_app.redis_client import get_client
+    from products.accounts.models import Organization, Project
+    from products.slack_app.models import Integration
+
+    call_command("migrate", verbosity=0, interactive=False)
+    get_client().flushdb()  # no quota limits, no throttle counters: every mention is in quota
+    Integration.objects.filter(integration_id=TEAM_ID).delete()
+    org = Organization.objects.create(name="Bench task loop org")
+    project = Project.objects.create(organization=org, name="Bench task loop project")
+    integration = Integration(project=project, integration_id=TEAM_ID, config={"repositories": [REPOSITORY]})
+    integration.set_bot_token(BOT_TOKEN)
+    integration.save()
+    return project.pk
+
+
+def spawn(name: str, command: list[str], env: dict[str, str], tmpdir: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmpdir, f"{name}.log"), "wb"),
+        start_new_session=True,
+    )
+
+
+def log_tail(tmpdir: str, name: str, chars: int = 3000) -> str:
+    try:
+        return Path(tmpdir, f"{name}.log").read_text(errors="replace")[-chars:]
+    except OSError:
+        return ""
+
+
+# --- Load ---------------------------------------------------------------------------------------
+
+
+class Mentions:
+    """Signed app_mention events, each in a thread of its own (its ts), naming the repository."""
+
+    def __init__(self) -> None:
+        self.base = int(time.time())
+        self.counter = 0
+        self.lock = threading.Lock()
+
+    def next(self, label: str) -> tuple[str, str, bytes, dict[str, str]]:
+        with self.lock:
+            self.counter += 1
+            n = self.counter
+        ts = f"{self.base}.{n:06d}"
+        marker = f"bench-{label}-{n:06d}"
+        now = str(int(time.time()))
+        body = json.dumps({
+            "token": "x", "team_id": TEAM_ID, "api_app_id": "ABENCH", "type": "event_callback",
+            "event_id": f"Ev{label.upper()}{n:06d}{uuid.uuid4().hex[:8]}", "event_time": int(now),
+            "event": {"type": "app_mention", "user": "UBENCH", "text": f"<@UBOT> {marker}: fix the flaky login test in {REPOSITORY}",
+                      "ts": ts, "channel": CHANNEL, "event_ts": ts},
+        }).encode()
+        sig = "v0=" + hmac.new(SIGNING_SECRET.encode(), f"v0:{now}:".encode() + body, hashlib.sha256).hexdigest()
+        return ts, marker, body, {"Content-Type": "application/json", "X-Slack-Signature": sig, "X-Slack-Request-Timestamp": now}
+
+
+def run_loop(port: int, stub, mentions: Mentions, label: str, runs: int, concurrency: int, timeout: float, deadline: float) -> list[dict]:
+    """`concurrency` clients, each: mention, wait for the result in its thread, repeat; `runs` in all."""
+    local = threading.local()
+    outcomes: list[dict] = []
+    lock = threading.Lock()
+
+    def post(body: bytes, headers: dict[str, str]) -> tuple[str, float]:
+        for attempt in (1, 2):
+            conn = getattr(local, "conn", None)
+            if conn is None:
+                conn = local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                conn.request("POST", "/slack/events", body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                return str(response.status), time.perf_counter()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                local.conn = None
+                if attempt == 2:
+                    return type(exc).__name__, time.perf_counter()
+        raise AssertionError("unreachable")
+
+    def one(_: int) -> None:
+        if time.monotonic() > deadline:
+            with lock:
+                outcomes.append({"status": "skipped (time bound)"})
+            return
+        ts, marker, body, headers = mentions.next(label)
+        sent = time.perf_counter()
+        status, acked = post(body, headers)
+        outcome = {"ts": ts, "marker": marker, "status": status, "ack_s": acked - sent}
+        if status == "200":
+            result = stub.wait_result(ts, timeout)
+            if result is None:
+                outcome["status"] = "no result in time"
+            else:
+                outcome["status"] = "completed"
+                outcome["ack_to_result_s"] = result - acked
+        with lock:
+            outcomes.append(outcome)
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(runs)))
+    return outcomes
+
+
+def baseline(upstream_url: str, count: int, concurrency: int) -> Figures:
+    """The same model calls straight to the fake upstream, same concurrency: a run with nothing of ours around it."""
+    local = threading.local()
+    host, port = upstream_url.removeprefix("http://").split(":")
+    latencies: list[float] = []
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "baseline"}]}).encode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {PROVIDER_KEY}"}
+
+    def one(_: int) -> None:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        start = time.perf_counter()
+        conn.request("POST", "/v1/chat/completions", body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - start)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(count)))
+    return summarize([x * 1000 for x in latencies], count, concurrency, time.perf_counter() - started, {"200": len(latencies)})
+
+
+def summarize(ms: list[float], requests: int, concurrency: int, wall: float, statuses: dict[str, int]) -> Figures:
+    figures = Figures(requests=requests, concurrency=concurrency, ok=len(ms), statuses=statuses, wall_s=round(wall, 3))
+    if len(ms) >= 2:
+        ms = sorted(ms)
+        q = statistics.quantiles(ms, n=100, method="inclusive")
+        figures.p50_ms, figures.p90_ms, figures.p99_ms = round(q[49], 1), round(q[89], 1), round(q[98], 1)
+        figures.max_ms, figures.mean_ms = round(ms[-1], 1), round(statistics.fmean(ms), 1)
+        figures.throughput_rps = round(len(ms) / wall, 2) if wall else 0.0
+    return figures
+
+
+def upstream_calls_per_marker(fake) -> Counter[str]:
+    """How many model calls each run made (its marker is in the conversation the agent sent)."""
+    counts: Counter[str] = Counter()
+    for call in fake.calls_to("/chat/completions"):
+        text = json.dumps(call.body.get("messages", ""))
+        start = text.find("bench-")
+        if start >= 0:
+            counts[text[start : start + len("bench-") + 40].split(":")[0]] += 1
+    return counts
+
+
+# --- Main ---------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=300, help="measured runs (mentions)")
+    parser.add_argument("--concurrency", type=int, default=50, help="tasks in flight at once")
+    parser.add_argument("--upstream-ms", type=float, default=200.0, help="the fake model's fixed answer time")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers (gthread)")
+    parser.add_argument("--web-threads", type=int, default=8)
+    parser.add_argument("--result-timeout", type=float, default=120.0, help="seconds a run may take before it counts as lost")
+    parser.add_argument("--max-seconds", type=float, default=300.0, help="bound on the measured phase")
+    args = parser.parse_args()
+    upstream_s = args.upstream_ms / 1000
+
+    import django
+
+    tmpdir = tempfile.mkdtemp(prefix="bench-task-loop-")
+    procs: list[tuple[subprocess.Popen, str]] = []
+    stub = fake = None
+    external_temporal = bool(os.environ.get("TEMPORAL_ADDRESS"))
+    try:
+        stub = timed_slack_stub()
+        fake = fake_upstream(upstream_s)
+        os.environ["SLACK_API_BASE_URL"] = stub.base_url
+        ensure_postgres_database(DATABASE_URL)
+        django.setup()
+        if external_temporal:
+            address = os.environ["TEMPORAL_ADDRESS"]
+        else:
+            temporal_proc, address = start_temporal(tmpdir)
+            procs.append((temporal_proc, "temporal dev server"))
+        wait_for_temporal(address)
+        seed()
+
+        gateway_port, web_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "TEMPORAL_ADDRESS": address,
+            "LLM_OPENAI_BASE_URL": fake.base_url,
+            "LLM_OPENAI_API_KEY": PROVIDER_KEY,
+            "LLM_ANTHROPIC_BASE_URL": fake.base_url,
+            "LLM_ANTHROPIC_API_KEY": PROVIDER_KEY,
+            "LLM_GATEWAY_URL": f"http://127.0.0.1:{gateway_port}",
+            "LLM_AGENT_MODEL": "gpt-4o-mini",
+            "SITE_URL": f"http://127.0.0.1:{web_port}",
+        }
+        gateway = spawn("gateway", [str(VENV_BIN / "uvicorn"), "posthog_app.asgi:application", "--host", "127.0.0.1",
+                                    "--port", str(gateway_port), "--lifespan", "off", "--no-access-log", "--log-level", "warning"],
+                        env, tmpdir)
+        procs.append((gateway, "gateway (uvicorn)"))
+        worker = spawn("worker", [sys.executable, "manage.py", "run_temporal_worker"], env, tmpdir)
+        procs.append((worker, "temporal worker"))
+        web = spawn("web", [str(VENV_BIN / "gunicorn"), "posthog_app.wsgi:application", "--bind", f"127.0.0.1:{web_port}",
+                            "--workers", str(args.web_workers), "--worker-class", "gthread", "--threads", str(args.web_threads),
+                            "--keep-alive", "5", "--log-level", "warning"], env, tmpdir)
+        procs.append((web, "web (gunicorn)"))
+        wait_for_port(gateway_port, 30, gateway)
+        wait_for_port(web_port, 30, web)
+
+        mentions = Mentions()
+        # Warm-up: the first run (workflow code, connections, caches) with a generous bound, then a few more.
+        warm = run_loop(web_port, stub, mentions, "warm", 1, 1, 120, time.monotonic() + 180)
+        warm += run_loop(web_port, stub, mentions, "warm", args.warmup, min(args.warmup, args.concurrency), args.result_timeout,
+                         time.monotonic() + 180)
+        if any(o["status"] != "completed" for o in warm):
+            raise RuntimeError(
+                f"warm-up runs did not complete: {Counter(o['status'] for o in warm)}\n"
+                f"--- worker ---\n{log_tail(tmpdir, 'worker')}\n--- web ---\n{log_tail(tmpdir, 'web')}\n"
+                f"--- gateway ---\n{log_tail(tmpdir, 'gateway')}"
+            )
+        print(f"warm-up: {len(warm)} runs completed", file=sys.stderr)
+
+        fake.reset()
+        started = time.perf_counter()
+        outcomes = run_loop(web_port, stub, mentions, "run", args.runs, args.concurrency, args.result_timeout,
+                            time.monotonic() + args.max_seconds)
+        wall = time.perf_counter() - started
+        time.sleep(1.0)  # a run's later posts (none expected) and stragglers' model calls
+        statuses = dict(Counter(o["status"] for o in outcomes))
+        completed = [o for o in outcomes if o["status"] == "completed"]
+        calls = upstream_calls_per_marker(fake)
+        model_calls = [calls.get(o["marker"], 0) for o in completed]
+        overhead_ms = [(o["ack_to_result_s"] - calls.get(o["marker"], 0) * upstream_s) * 1000 for o in completed]
+        end_to_end_ms = [o["ack_to_result_s"] * 1000 for o in completed]
+        ack_ms = [o["ack_s"] * 1000 for o in outcomes if "ack_s" in o]
+        overhead = summarize(overhead_ms, args.runs, args.concurrency, wall, statuses)
+        end_to_end = summarize(end_to_end_ms, args.runs, args.concurrency, wall, statuses)
+        ack = summarize(ack_ms, args.runs, args.concurrency, wall, statuses)
+        runs_per_s = round(len(completed) / wall, 2) if wall else 0.0
+        posts_per_run = Counter(stub.posts[o["ts"]] for o in completed)
+        base = baseline(fake.base_url, args.runs, args.concurrency)
+        print(f"overhead: {overhead}\nend to end: {end_to_end}\nbaseline: {base}", file=sys.stderr)
+
+        met = bool(completed) and len(completed) == args.runs and overhead.p99_ms < 1000
+
+        def ratio(a: float, b: float) -> float | None:
+            return round(a / b, 2) if b else None
+
+        report = {
+            "benchmark": "task_loop",
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
+            "config": {"runs": args.runs, "concurrency": args.concurrency, "upstream_ms": args.upstream_ms, "warmup": args.warmup,
+                       "web": f"gunicorn {args.web_workers} workers x {args.web_threads} threads (gthread)",
+                       "gateway": "uvicorn, 1 process (make run's flags)", "worker": "manage.py run_temporal_worker, 1 process",
+                       "cpus": os.cpu_count(),
+                       "temporal": "external " + address if external_temporal else "dev server started by the bench (in memory)"},
+            "runs_completed": len(completed),
+            "statuses": statuses,
+            "runs_per_second": runs_per_s,
+            "overhead_ms": asdict(overhead),
+            "ack_to_result_ms": asdict(end_to_end),
+            "webhook_ack_ms": asdict(ack),
+            "baseline_direct_upstream_ms": asdict(base),
+            "model_calls_per_run": dict(Counter(model_calls)),
+            "thread_posts_per_run": dict(posts_per_run),
+            "status_message_updates": stub.updates,
+            "ratios": {"ack_to_result_p50_over_baseline_p50": ratio(end_to_end.p50_ms, base.p50_ms),
+                       "ack_to_result_p99_over_baseline_p99": ratio(end_to_end.p99_ms, base.p99_ms)},
+            "target": {"overhead_p99_ms_under": 1000, "met": met},
+        }
+        lines = [
+            f"Task loop: {args.runs} Slack mentions -> built-in agent -> result in the thread, {args.concurrency} tasks in flight,",
+            f"fake model answering in {args.upstream_ms:.0f} ms; web gunicorn {args.web_workers}x{args.web_threads}, "
+            f"gateway uvicorn x1, worker x1, {os.cpu_count()} CPUs (shared with whatever else runs)",
+            "",
+            f"{'':34}{'p50':>10}{'p90':>10}{'p99':>10}{'max':>10}",
+            f"{'overhead: ack->result - model (ms)':34}{overhead.p50_ms:>10}{overhead.p90_ms:>10}{overhead.p99_ms:>10}{overhead.max_ms:>10}",
+            f"{'ack -> result in thread (ms)':34}{end_to_end.p50_ms:>10}{end_to_end.p90_ms:>10}{end_to_end.p99_ms:>10}{end_to_end.max_ms:>10}",
+            f"{'webhook ack (ms)':34}{ack.p50_ms:>10}{ack.p90_ms:>10}{ack.p99_ms:>10}{ack.max_ms:>10}",
+            f"{'baseline: model call alone (ms)':34}{base.p50_ms:>10}{base.p90_ms:>10}{base.p99_ms:>10}{base.max_ms:>10}",
+            "",
+            f"runs completed: {len(completed)}/{args.runs} {statuses}; {runs_per_s} runs/s at {args.concurrency} in flight "
+            f"(wall {wall:.1f} s)",
+            f"model calls per run: {dict(Counter(model_calls))}; chat.postMessage per thread: {dict(posts_per_run)}; "
+            f"chat.update calls: {stub.updates}",
+            f"ack->result / baseline: p50 {report['ratios']['ack_to_result_p50_over_baseline_p50']}x, "
+            f"p99 {report['ratios']['ack_to_result_p99_over_baseline_p99']}x",
+            f"target overhead p99 < 1000 ms: {'met' if met else 'NOT met'}",
+        ]
+        text = "\n".join(lines)
+        print(text)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "task_loop.json").write_text(json.dumps(report, indent=2) + "\n")
+        (RESULTS / "task_loop.txt").write_text(text + "\n")
+        return 0 if completed else 1
+    finally:
+        for proc, name in reversed(procs):
+            stop(proc, name)
+        for server in (stub, fake):
+            try:
+                if server is not None:
+                    server.close()
+            except Exception:
+                pass
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
