@@ -66,7 +66,7 @@ def _messages(body: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 _REPOSITORY = re.compile(r"\b([A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*)\b")
-_REPOSITORY_LINE = re.compile(r"^\s*repository\s*:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
+_REPOSITORY_LINE = re.compile(r"^\s*repository\s*:\s*([A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*)", re.IGNORECASE | re.MULTILINE)
 # The request after a label the agent writes ("Request:", "Follow-up from alice:"), else the first line.
 _REQUEST_LINE = re.compile(r"^\s*(?:task|request|follow-up from [^:\n]*)\s*:\s*(.+)$", re.IGNORECASE | re.MULTILINE)
 _SLACK_USER = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")

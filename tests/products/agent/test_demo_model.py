@@ -128,3 +128,13 @@ def test_a_bad_body_gets_the_providers_400(keyless_gateway, task_run):
     response = httpx.post(keyless_gateway.url("slack_app"), headers={"x-api-key": token},
                           json={"model": "posthog-demo", "messages": []}, timeout=30)
     assert response.status_code == 400 and "messages" in response.json()["error"]["message"]
+
+
+def test_the_plan_names_no_repository_when_none_was_chosen(keyless_gateway, task_run):
+    import dataclasses
+
+    run = dataclasses.replace(task_run, repository="", description="why is the login page slow?")
+    reply = answer(run, build_conversation(run, [], []))
+    assert reply.text.startswith(NOTICE_START)
+    assert '"why is the login page slow?"' in reply.text
+    assert "1. Find the code that the request is about" in reply.text  # no "in (none chosen..." repository
