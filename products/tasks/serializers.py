@@ -107,8 +107,17 @@ _runner_name = RegexValidator(r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$", "`runne
 _some_text = RegexValidator(r"\S", "`line` must contain some text.")
 
 
+class _StrictCharField(serializers.CharField):
+    """A string, and only a string: DRF's CharField would take 5 or true and store "5" or "True"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def _runner_field(help_text: str = _RUNNER_HELP) -> serializers.CharField:
-    return serializers.CharField(max_length=RUNNER_NAME_MAX_CHARS, validators=[_runner_name], help_text=help_text)
+    return _StrictCharField(max_length=RUNNER_NAME_MAX_CHARS, validators=[_runner_name], help_text=help_text)
 
 
 class _RunnerBodySerializer(serializers.Serializer):
@@ -144,7 +153,7 @@ class HeartbeatRequestSerializer(_RunnerBodySerializer):
 class ProgressRequestSerializer(_RunnerBodySerializer):
     """A status line from the claiming runner."""
 
-    line = serializers.CharField(
+    line = _StrictCharField(
         max_length=10_000, trim_whitespace=False, validators=[_some_text],
         help_text="A short status line; whitespace is collapsed and it is cut to 200 characters.",
     )
@@ -158,15 +167,15 @@ class FinishRequestSerializer(_RunnerBodySerializer):
         error_messages={"invalid_choice": '"{input}" is not a way to finish; use completed or failed.'},
         help_text="completed (with a summary and/or a pull-request URL) or failed (with an error).",
     )
-    summary = serializers.CharField(
+    summary = _StrictCharField(
         required=False, allow_blank=True, default="", max_length=SUMMARY_MAX_CHARS, trim_whitespace=False,
         help_text="What was done, posted to the Slack thread.",
     )
-    pr_url = serializers.CharField(
+    pr_url = _StrictCharField(
         required=False, allow_blank=True, default="", max_length=PR_URL_MAX_CHARS, trim_whitespace=False,
         help_text="The pull request opened, an absolute http(s) URL (Slack shows a card with buttons).",
     )
-    error = serializers.CharField(
+    error = _StrictCharField(
         required=False, allow_blank=True, default="", max_length=ERROR_MAX_CHARS, trim_whitespace=False,
         help_text="What went wrong; required when status is failed.",
     )

@@ -140,3 +140,66 @@ def test_a_wrong_password_on_the_login_page_says_so_and_opens_nothing(setup):
     assert response.status_code == 200
     assert "Please enter a correct username and password" in response.content.decode()
     assert client.get(page(task.pk)).status_code == 302  # still not signed in
+
+
+def test_the_page_shows_each_runs_history_progress_result_error_and_credits(setup, settings):
+    """What a member opens from Slack tells the whole story of each run: when it moved, what it said, what it cost."""
+    import re
+    import uuid
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from products.billing.facade import CheckedUsageEvent, record_usage_events
+    from products.tasks.facade import finish_run, record_progress, start_run
+    from products.tasks.models import AgentSettings
+    from products.tasks.runs import claim_next_run, fail_if_stale
+    from tests.posthog_app.signin import sign_in
+
+    settings.AI_CREDITS_MARKUP = "0"
+    project, member, task = setup
+    first = task.runs.get()
+    start_run(first.pk)
+    record_progress(first.pk, "Reading the login test")
+    record_progress(first.pk, "Writing a <fix>")
+    finish_run(first.pk, status="completed", summary="Fixed the race in the login test.",
+               pr_url="https://github.com/acme/web/pull/42")
+    record_usage_events(project, [
+        CheckedUsageEvent(uuid=uuid.uuid4(), timestamp=timezone.now(), product="slack_app", billable=True,
+                          cost_usd=Decimal(cost), properties={"$ai_run_id": first.pk})
+        for cost in ("0.12", "0.25")
+    ])
+    AgentSettings.objects.create(project=project, backend="external")
+    second = add_followup(task=task, text="Now the logout test", author_slack_user_id="U1", author_name="Ada",
+                          idempotency_key=None).run
+    claim_next_run(project.pk, "sandbox-7")
+    TaskRun.objects.filter(pk=second.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    fail_if_stale(second.pk)
+
+    client = Client(enforce_csrf_checks=True)
+    assert sign_in(client, member.username, "pw", next_url=page(task.pk)).status_code == 302
+    response = client.get(page(task.pk))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    first_section = html[html.index(f'id="run-{first.pk}"'):html.index(f'id="run-{second.pk}"')]
+    second_section = html[html.index(f'id="run-{second.pk}"'):]
+    # Run 1: built-in, its history in order with times, its result with the PR link, 37 credits.
+    assert "built-in agent" in first_section
+    history = re.findall(r'<li class="event-(\w+)"><time datetime="([^"]+)">', first_section)
+    assert [kind for kind, _ in history] == ["status", "status", "progress", "progress", "status", "result"]
+    assert all(stamp.startswith(str(timezone.now().year)) for _, stamp in history)
+    for text in ["queued", "in progress", "Reading the login test", "Writing a &lt;fix&gt;", "completed",
+                 "Fixed the race in the login test.",
+                 '<a href="https://github.com/acme/web/pull/42" rel="noopener noreferrer">']:
+        assert text in first_section, text
+    assert first_section.index("Reading the login test") < first_section.index("Writing a &lt;fix&gt;")
+    assert "<strong>37</strong> AI credits" in first_section
+    assert "<fix>" not in html  # runner text is escaped
+    # Run 2: external, claimed by sandbox-7, failed because the runner went quiet, nothing spent.
+    for text in ["external runner <code>sandbox-7</code>", "claimed by sandbox-7", "failed (runner_lost)",
+                 "Error <span class=\"meta\">(runner_lost)</span>", "stopped sending heartbeats",
+                 "<strong>0</strong> AI credits", "Now the logout test"]:
+        assert text in second_section, text
+    assert "Fixed the race" not in second_section
