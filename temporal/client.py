@@ -3,23 +3,20 @@
 Django views are synchronous and the Temporal SDK is asyncio, so each process keeps
 one event loop on a daemon thread and one connected `Client` on it; views submit
 coroutines to that loop and wait for the result. The connection is reused across
-requests (a workflow start costs one gRPC call, not a handshake).
+requests (a workflow start costs one gRPC call, not a handshake). The loop and the
+client live in temporal/connection.py, re-exported here.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 import uuid
 from datetime import timedelta
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 from django.conf import settings
 from temporalio.api.common.v1 import Payloads, WorkflowType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
-from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -34,62 +31,25 @@ from temporal.slack_mention.constants import (
 )
 from temporal.slack_mention.types import SlackMentionWorkflowInput
 
-T = TypeVar("T")
+# The task-run workflow (issue 9): its names, and starting and signalling it (the tasks
+# product's runner API notifies it; the mention workflow's activities start it).
+from temporal.task_run.constants import TASK_RUN_WORKFLOW_TYPE, task_run_workflow_id
+from temporal.task_run.starting import (
+    deliver_followup,
+    notify_task_run,
+    start_task_run_workflow,
+    start_task_run_workflow_async,
+)
+from temporal.task_run.types import TaskRunWorkflowInput
 
-_lock = threading.Lock()
-_loop: asyncio.AbstractEventLoop | None = None
-_clients: dict[tuple[str, str], Client] = {}
-_connecting: dict[tuple[str, str], asyncio.Future] = {}
-
-CONNECT_TIMEOUT_SECONDS = 5.0
-
-
-def _get_loop() -> asyncio.AbstractEventLoop:
-    global _loop
-    with _lock:
-        if _loop is None or _loop.is_closed():
-            _loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=_loop.run_forever, name="temporal-client-loop", daemon=True)
-            thread.start()
-        return _loop
-
-
-def run_sync(coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
-    """Run `coro` on the shared loop and wait up to `timeout` seconds for its result."""
-    future = asyncio.run_coroutine_threadsafe(coro, _get_loop())
-    try:
-        return future.result(timeout)
-    except TimeoutError:
-        future.cancel()
-        raise
-
-
-async def get_client() -> Client:
-    """Return the connected client for the configured address and namespace (on the shared loop).
-
-    The connection is made once per address, in a task of its own: a caller that stops
-    waiting (the webhook's deadline) does not cancel it, so the next request finds it
-    made instead of starting over.
-    """
-    key = (settings.TEMPORAL_ADDRESS, settings.TEMPORAL_NAMESPACE)
-    client = _clients.get(key)
-    if client is not None:
-        return client
-    pending = _connecting.get(key)
-    if pending is None or (pending.done() and (pending.cancelled() or pending.exception() is not None)):
-        pending = asyncio.ensure_future(_connect(key))
-        pending.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no "never retrieved" noise
-        _connecting[key] = pending
-    return await asyncio.shield(pending)
-
-
-async def _connect(key: tuple[str, str]) -> Client:
-    try:
-        client = await asyncio.wait_for(Client.connect(key[0], namespace=key[1]), timeout=CONNECT_TIMEOUT_SECONDS)
-    finally:
-        _connecting.pop(key, None)
-    _clients[key] = client
-    return client
+# The shared connection (temporal/connection.py), re-exported: callers import it from here.
+from temporal.connection import (  # noqa: F401 - re-exported
+    CONNECT_TIMEOUT_SECONDS,
+    TemporalUnavailable,
+    _call,
+    get_client,
+    run_sync,
+)
 
 
 def check_temporal_health(timeout: float = 3.0) -> None:
@@ -118,38 +78,8 @@ START_DEADLINE_SECONDS = 1.0  # the whole start, connecting included
 SIGNAL_DEADLINE_SECONDS = 1.0
 
 
-class TemporalUnavailable(Exception):
-    """Temporal could not be reached (or did not answer in time); nothing was started or signalled."""
-
-
 class WorkflowGone(Exception):
     """The workflow does not exist or has already closed, so it cannot take the signal."""
-
-
-_UNAVAILABLE_CODES = {
-    RPCStatusCode.UNAVAILABLE,
-    RPCStatusCode.DEADLINE_EXCEEDED,
-    RPCStatusCode.CANCELLED,
-    RPCStatusCode.RESOURCE_EXHAUSTED,
-    RPCStatusCode.UNKNOWN,
-    RPCStatusCode.INTERNAL,
-}
-
-
-def _call(coro: Coroutine[Any, Any, T], timeout: float) -> T:
-    """run_sync, with every "could not reach Temporal" failure turned into TemporalUnavailable."""
-    try:
-        return run_sync(coro, timeout=timeout)
-    except RPCError as exc:
-        if exc.status in _UNAVAILABLE_CODES:
-            raise TemporalUnavailable(f"Temporal RPC failed: {exc.status.name}: {exc.message}") from exc
-        raise
-    except (TimeoutError, asyncio.TimeoutError, ConnectionError, OSError) as exc:
-        raise TemporalUnavailable(f"Temporal did not answer: {exc!r}") from exc
-    except RuntimeError as exc:  # the core client reports connect failures as RuntimeError
-        if "connect" in str(exc).lower():
-            raise TemporalUnavailable(str(exc)) from exc
-        raise
 
 
 def start_mention_workflow(inp: SlackMentionWorkflowInput) -> bool:

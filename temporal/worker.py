@@ -16,8 +16,10 @@ from temporalio.worker import Worker
 from temporal.db import close_connections_of_stopped_threads
 from temporal.slack_mention import activities as slack_mention_activities
 from temporal.slack_mention.workflows import SlackMentionWorkflow
+from temporal.task_run import activities as task_run_activities
+from temporal.task_run.workflows import TaskRunWorkflow
 
-WORKFLOWS: list[type] = [SlackMentionWorkflow]
+WORKFLOWS: list[type] = [SlackMentionWorkflow, TaskRunWorkflow]
 
 ACTIVITIES: list[Callable] = [
     slack_mention_activities.enforce_billing_quota_activity,
@@ -27,6 +29,7 @@ ACTIVITIES: list[Callable] = [
     slack_mention_activities.post_thread_message_activity,
     slack_mention_activities.create_task_for_repo_activity,
     slack_mention_activities.forward_followup_activity,
+    *task_run_activities.ACTIVITIES,
 ]
 
 # Activities are synchronous (ORM and slack_sdk) and run on this many threads; each

@@ -3,7 +3,8 @@
 Everything the mention workflow's activities do with a Slack mention lives behind these
 functions (one call per activity): the quota gate and its denial, the thread's task,
 the repository choice and picker, the fixed messages, the task with its thread and
-"On it", and follow-ups. They raise the typed errors below; the activities map them
+"On it", and follow-ups. The task-run workflow's Slack side (`run_reports`): the
+status message, the reaction swap and the run's outcome. They raise the typed errors below; the activities map them
 to Temporal's retry rules (`retryable`, and `SlackRateLimited.retry_after`).
 
 Also: connecting a workspace by hand (`bootstrap_demo`); the mention inbox's relay (`run_relay`,
@@ -37,6 +38,7 @@ from .mentions import (
 )
 from .inbox import Backlog, backlog
 from .models import Integration
+from .run_reports import RunReport, RunReportTarget, post_run_reply, report_run_outcome, show_run_status
 from .relay import MentionRelay, run_relay
 from .workspaces import InvalidWorkspaceSettings, connect_workspace
 
@@ -53,6 +55,8 @@ __all__ = [
     "MentionStepError",
     "MentionTask",
     "RepositoryChoice",
+    "RunReport",
+    "RunReportTarget",
     "SlackPostError",
     "SlackRateLimited",
     "SlackRefused",
@@ -68,4 +72,7 @@ __all__ = [
     "forward_followup",
     "post_fixed_message",
     "post_repo_picker",
+    "post_run_reply",
+    "report_run_outcome",
+    "show_run_status",
 ]

@@ -11,17 +11,14 @@ translates: the facade's typed errors become Temporal's retry behaviour here, in
 - Anything else (Slack 5xx, `QuotaStateUnavailable` when Redis is down) raises as is and
   Temporal retries: the gates never fail open.
 
-While an activity runs, a helper thread heartbeats, so a worker killed mid-step is
+While an activity runs, a helper thread heartbeats (temporal/heartbeat.py), so a worker killed mid-step is
 noticed after the workflow's heartbeat timeout (not the minute-long start-to-close) and
 the step retried elsewhere; the facade's "post once" makes that retry post nothing twice.
 """
 from __future__ import annotations
 
-import contextvars
 import functools
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TypeVar
 
@@ -30,6 +27,9 @@ from temporalio.exceptions import ApplicationError
 
 from products.slack_app import facade as slack
 from temporal.db import activity_finished, activity_started
+from temporal.heartbeat import heartbeating
+from temporal.task_run.starting import deliver_followup, start_task_run_workflow
+from temporal.task_run.types import TaskRunWorkflowInput
 
 from .constants import (
     CREATE_TASK_FOR_REPO_ACTIVITY,
@@ -63,8 +63,6 @@ from .types import (
 
 F = TypeVar("F", bound=Callable)
 
-HEARTBEAT_EVERY_SECONDS = 1.0
-
 _NON_RETRYABLE_TYPES: dict[type[slack.MentionStepError], str] = {
     slack.IntegrationGone: INTEGRATION_NOT_FOUND_ERROR,
     slack.TaskGone: TASK_NOT_FOUND_ERROR,
@@ -87,31 +85,6 @@ def _to_application_error(name: str, error: slack.MentionStepError) -> Applicati
     return None
 
 
-@contextmanager
-def _heartbeating() -> Iterator[None]:
-    """Heartbeat from a helper thread while the body runs (the body blocks on the database and Slack)."""
-    if not activity.in_activity():
-        yield
-        return
-    stop = threading.Event()
-    context = contextvars.copy_context()
-
-    def beat() -> None:
-        while not stop.wait(HEARTBEAT_EVERY_SECONDS):
-            try:
-                context.run(activity.heartbeat)
-            except Exception:  # noqa: BLE001 - the activity is finishing
-                return
-
-    thread = threading.Thread(target=beat, name="activity-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-
-
 def _django_activity(fn: F) -> F:
     """Run `fn` with fresh database connections, heartbeating, and the facade's errors mapped to Temporal's."""
 
@@ -119,7 +92,7 @@ def _django_activity(fn: F) -> F:
     def wrapper(inp):
         activity_started()
         try:
-            with _heartbeating():
+            with heartbeating():
                 return fn(inp)
         except slack.MentionStepError as error:
             mapped = _to_application_error(fn.__name__, error)
@@ -148,6 +121,26 @@ def _request(inp: CreateTaskInput | ForwardFollowupInput) -> slack.MentionReques
         event_ts=inp.event_ts,
         user=inp.user,
         text=inp.text,
+    )
+
+
+def _start_task_run(run_id: int, integration_id: int, channel: str, thread_ts: str, mention_ts: str) -> None:
+    """Start the run's task-run workflow (a no-op if it exists) on this worker's task queue.
+
+    Done from the activity, not as a workflow step, so the mention workflow's command
+    sequence (and its recorded histories) is unchanged. Raises `TemporalUnavailable` if
+    Temporal cannot be reached: the activity is retried (its facade call is idempotent),
+    so a created run never goes without its workflow. Called outside a worker (the body
+    run directly, as the unit tests do) there is no task queue to start it on: nothing is started.
+    """
+    if not activity.in_activity():
+        return
+    task_queue = activity.info().task_queue
+    start_task_run_workflow(
+        TaskRunWorkflowInput(
+            run_id=run_id, integration_id=integration_id, channel=channel, thread_ts=thread_ts, mention_ts=mention_ts
+        ),
+        task_queue=task_queue,
     )
 
 
@@ -223,6 +216,8 @@ def post_thread_message_activity(inp: PostThreadMessageInput) -> PostedMessage:
 def create_task_for_repo_activity(inp: CreateTaskInput) -> CreateTaskResult:
     """Create the mention's task, tie the thread to it and say "On it", exactly once per workflow."""
     made = slack.create_task_for_mention(_request(inp), repository=inp.repository)
+    if made.run_id is not None and not made.denied:
+        _start_task_run(made.run_id, inp.integration_id, inp.channel, inp.thread_ts, inp.event_ts)
     return CreateTaskResult(task_id=made.task_id, run_id=made.run_id, created=made.created, denied=made.denied)
 
 
@@ -231,4 +226,10 @@ def create_task_for_repo_activity(inp: CreateTaskInput) -> CreateTaskResult:
 def forward_followup_activity(inp: ForwardFollowupInput) -> ForwardFollowupResult:
     """Append a later mention in the thread to the task's current run (resuming a finished run)."""
     done = slack.forward_followup(_request(inp), task_id=inp.task_id)
+    if done.forwarded and done.run_id is not None:
+        # A resumed task is a new run: its own workflow. A run still going gets the
+        # follow-up signalled (its workflow is started too, should an earlier start have been lost).
+        _start_task_run(done.run_id, inp.integration_id, inp.channel, inp.thread_ts, inp.event_ts)
+        if not done.resumed and activity.in_activity():
+            deliver_followup(done.run_id)
     return ForwardFollowupResult(forwarded=done.forwarded, resumed=done.resumed, denied=done.denied, run_id=done.run_id)
