@@ -205,9 +205,11 @@ class TaskRunStatusView(ProjectScopedAPIView):
         summary="Report a run's status",
         description=(
             "Allowed: queued -> in_progress, cancelled or failed; in_progress -> completed, failed or "
-            "cancelled. A finished run (completed, failed, cancelled) never changes: the answer is 409, "
-            "and so is a move the current status does not allow (e.g. two runners both starting one "
-            "queued run: exactly one succeeds). Personal API keys need scope `task:write` or `*`."
+            "cancelled. A finished run (completed, failed, cancelled, quota_limited) never changes: the answer "
+            "is 409, and so is a move the current status does not allow (e.g. two runners both starting one "
+            "queued run: exactly one succeeds). `quota_limited` is never reported: the server sets it when the "
+            "organization's AI credits run out. Runners working a run to the end use the task_runs endpoints "
+            "(claim, heartbeat, progress, finish). Personal API keys need scope `task:write` or `*`."
         ),
         # A plain schema, not the serializer: drf-spectacular makes every PATCH body field
         # optional, but `status` is required here.

@@ -44,7 +44,7 @@ FOLLOWUPS_PAGE = 100
 _COMMON_RESPONSES = {
     401: OpenApiResponse(description="No credentials, or an invalid key."),
     403: OpenApiResponse(description="The key lacks scope `task:write`."),
-    404: OpenApiResponse(TaskErrorSerializer, description="No such project or run, or not one the caller can see."),
+    404: OpenApiResponse(description="No such project or run, or not one the caller can see."),
 }
 _BAD_BODY = OpenApiResponse(
     TaskErrorSerializer, description="A missing or malformed field, an unknown field, or a body that is not a JSON object."

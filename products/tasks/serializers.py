@@ -103,7 +103,7 @@ class TaskErrorSerializer(serializers.Serializer):
 
 _RUNNER_HELP = "The runner's name, as given when it claimed the run; only that runner may report on it."
 # Some visible character, no control characters (one line): what `runs.check_runner_name` accepts.
-_runner_name = RegexValidator(r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$", "`runner` must be one line with some visible text.")
+_runner_name = RegexValidator(r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$", "`runner` must be one line with some visible text.")
 _some_text = RegexValidator(r"\S", "`line` must contain some text.")
 
 
