@@ -23,6 +23,14 @@ class IntegrationAdminForm(forms.ModelForm):
         model = Integration
         fields = ("project", "kind", "integration_id", "config", "status", "status_reason")
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Left out of a form post, the status stays as it is (Slack's events and calls set it).
+        self.fields["status"].required = False
+
+    def clean_status(self) -> str:
+        return self.cleaned_data.get("status") or (self.instance.status if self.instance.pk else Integration.Status.ACTIVE)
+
     def clean_config(self) -> dict:
         """Refuse a config the bot could not route with (clear message, nothing saved)."""
         config = self.cleaned_data.get("config") or {}
@@ -44,6 +52,9 @@ class IntegrationAdminForm(forms.ModelForm):
         token = self.cleaned_data.get("bot_token")
         if token:
             integration.set_bot_token(token)
+            if "status" not in self.changed_data:
+                # A fresh token mends a broken or disabled integration, as a reinstall does.
+                integration.status, integration.status_reason = Integration.Status.ACTIVE, ""
         if commit:
             integration.save()
         return integration

@@ -131,3 +131,21 @@ def test_an_uninstalled_app_is_shown_to_admins_too(client, connected, accounts):
     admin = accounts.user(org, level=OrganizationMembership.Level.OWNER)
     html = logged_in(admin).get("/billing/").content.decode()
     assert "Slack app disabled in workspace “Acme Slack”" in html and "Mentions there are ignored" in html
+
+
+def test_an_operator_pasting_a_new_token_in_the_admin_mends_a_broken_integration(connected, django_user_model):
+    from django.test import Client
+
+    _, integration = connected
+    Integration.objects.filter(pk=integration.pk).update(status=Integration.Status.BROKEN, status_reason="Slack refused the bot token: invalid_auth")
+    django_user_model.objects.create_superuser("operator", "op@example.com", "pw")
+    admin = Client()
+    sign_in(admin, "operator", "pw", next_url="/admin/")
+    url = f"/admin/slack_app/integration/{integration.pk}/change/"
+    form = {
+        "project": integration.project_id, "kind": "slack", "integration_id": TEAM, "config": "{}",
+        "status": "broken", "status_reason": "Slack refused the bot token: invalid_auth", "bot_token": "xoxb-fresh",
+    }
+    assert admin.post(url, form).status_code == 302
+    integration.refresh_from_db()
+    assert integration.status == Integration.Status.ACTIVE and integration.bot_token == "xoxb-fresh"
