@@ -252,8 +252,8 @@ class _Listener:
                 stop.wait(min(remaining, 0.5))
                 continue
             try:
-                for _ in conn.notifies(timeout=min(remaining, 0.5), stop_after=1):
-                    self._drain(conn)
+                if self._received(conn, min(remaining, 0.5)):
+                    self._received(conn, 0, drain=True)  # the ones already queued: one pass serves them all
                     return
             except Exception as exc:  # noqa: BLE001 - the listening connection broke: poll, reconnect later
                 logger.warning("slack inbox relay: LISTEN connection lost (%s); polling", exc)
@@ -261,10 +261,21 @@ class _Listener:
                 self._retry_at = time.monotonic() + 1
 
     @staticmethod
-    def _drain(conn) -> None:
-        """Swallow the notifications already queued: one pass serves them all."""
-        for _ in conn.notifies(timeout=0.001):
-            pass
+    def _received(conn, timeout: float, drain: bool = False) -> bool:
+        """True if a notification arrived within `timeout` seconds; with `drain`, read all that are queued.
+
+        The generator holds the connection's lock until it is closed, so it is closed here,
+        before anything else touches the connection."""
+        notifications = conn.notifies(timeout=timeout)
+        got = False
+        try:
+            for _ in notifications:
+                got = True
+                if not drain:
+                    break
+            return got
+        finally:
+            notifications.close()
 
     def close(self) -> None:
         if self._conn is not None:

@@ -14,7 +14,7 @@ from products.billing.recompute import update_all_orgs_billing_quotas
 from products.slack_app.messages import quota_denial_text
 from products.slack_app.models import Integration
 from temporal.slack_mention.constants import mention_workflow_id
-from tests.products.slack_app.conftest import mention_envelope, post_event, workflow_description
+from tests.products.slack_app.conftest import mention_envelope, post_event, relay_pending, workflow_description
 
 from .usage_helpers import make_plan
 
@@ -62,6 +62,7 @@ def test_usage_over_the_allowance_refuses_the_next_mention(accounts, slack_api, 
     envelope = mention_envelope(team_id=TEAM_ID, ts="1700000001.000100")
     response = post_event(Client(), envelope)
     assert response.status_code == 200
+    relay_pending()  # the relay in the worker process posts the denial the webhook recorded
     [denial] = slack_api.calls_to("chat.postMessage")
     assert denial.args["text"] == quota_denial_text()
     assert denial.args["thread_ts"] == "1700000001.000100"

@@ -1,4 +1,5 @@
-"""Slack -> webhook -> Temporal -> worker -> Slack, with the real worker (temporal/worker.py) on a fresh task queue.
+"""Slack -> webhook -> inbox -> relay -> Temporal -> worker -> Slack, with the real worker (temporal/worker.py) on a
+fresh task queue and the real relay (products/slack_app/relay.py) on a thread, as `run_temporal_worker` runs them.
 
 Invariants: however often Slack delivers one mention, there is one workflow, one task
 and one "On it"; a picker click reaches the waiting workflow and decides the repository.
@@ -25,8 +26,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def worker(temporal, settings):
-    """The service's real worker (all workflows and activities) polling this test's own task queue."""
+def worker(temporal, settings, relay):
+    """The service's real worker (all workflows and activities) polling this test's own task queue, and the relay."""
     from temporal.worker import build_worker
 
     settings.TEMPORAL_TASK_QUEUE = task_queue = f"test-e2e-{uuid.uuid4()}"
@@ -47,6 +48,13 @@ def worker(temporal, settings):
 
 
 def result_of(temporal, workflow_id: str, timeout: float = 60):
+    """The workflow's result, once the relay has started it and it has finished."""
+    import time
+
+    deadline = time.monotonic() + 15
+    while workflow_description(workflow_id) is None:
+        assert time.monotonic() < deadline, f"the relay did not start {workflow_id}"
+        time.sleep(0.05)
     return run_sync(temporal.client.get_workflow_handle(workflow_id).result(), timeout=timeout)
 
 
@@ -182,7 +190,7 @@ def test_a_failing_routing_model_falls_back_to_the_picker_end_to_end(
 
     assert post_event(Client(), envelope).json()["outcome"] == "started"
     [picker] = [c for c in slack_api.wait_for("chat.postMessage", timeout=30) if c.args.get("blocks")]
-    assert workflow_description(workflow_id).status.name == "RUNNING"
+    assert workflow_description(workflow_id).status.name == "RUNNING"  # started by the relay
 
     async def choose() -> None:
         await temporal.client.get_workflow_handle(workflow_id).signal("repo_selected", "acme/web")

@@ -12,7 +12,7 @@ from products.slack_app.messages import repo_picker_blocks
 from temporal.client import get_client, run_sync
 from temporal.slack_mention.constants import mention_workflow_id
 
-from .conftest import TEAM_ID, mention_envelope, post_event, post_interaction, sign
+from .conftest import TEAM_ID, mention_envelope, post_event, post_interaction, sign, relay_pending
 
 pytestmark = pytest.mark.django_db
 
@@ -59,6 +59,7 @@ def waiting_workflow(client, integration, task_queue, slack_api) -> str:
     assert post_event(client, envelope).json()["outcome"] == "started"
     workflow_id = mention_workflow_id(TEAM_ID, envelope["event_id"])
     task_queue.append(workflow_id)
+    assert relay_pending().started == 1  # the worker process's relay starts what the webhook recorded
     # What the workflow's picker step does (no worker polls this queue): record the offer and post it.
     post_repo_picker(integration.pk, workflow_id=workflow_id, channel="C123", thread_ts=envelope["event"]["ts"],
                      repositories=["acme/web", "acme/api"])
