@@ -90,7 +90,8 @@ def slack_signin_callback(request: HttpRequest) -> HttpResponse:
     """`GET /slack/signin/callback?code=...&state=...`: sign the member in, then on to `next` or the billing page."""
     try:
         signed_in = signin.complete_signin(
-            request.session, state=request.GET.get("state"), code=request.GET.get("code"), error=request.GET.get("error")
+            request.session, state=request.GET.get("state"), code=request.GET.get("code"), error=request.GET.get("error"),
+            current_user=request.user,
         )
     except (oauth.InstallError, StateError) as error:
         return _refused(request, error, flow="signin")

