@@ -27,6 +27,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -59,6 +60,7 @@ class Hold:
 
     times: int = 1
     seconds: float = 120.0
+    match: Callable[[dict[str, Any]], bool] | None = None  # only calls whose args this accepts (None: any)
     held: threading.Event = field(default_factory=threading.Event)  # set once a call is stalling
     released: threading.Event = field(default_factory=threading.Event)
 
@@ -91,7 +93,7 @@ class SlackStub:
                     args = {k: v[0] if len(v) == 1 else v for k, v in parse_qs(raw).items()}
                 method = self.path.strip("/").split("/")[-1]
                 status, body, headers = stub._record(SlackCall(method, args, dict(self.headers)))
-                stub._stall_if_held(method)
+                stub._stall_if_held(method, args)
                 payload = body if isinstance(body, (bytes, str)) else json.dumps(body)
                 payload = payload.encode() if isinstance(payload, str) else payload
                 self.send_response(status)
@@ -203,19 +205,24 @@ class SlackStub:
                 ScriptedResponse(status=status, body=body if body is not None else {"ok": True}, headers=headers or {}, times=times)
             )
 
-    def hold(self, method: str, *, times: int = 1, seconds: float = 120.0) -> Hold:
-        """Make the next `times` calls of `method` take effect, then stall (up to `seconds`) before answering."""
-        hold = Hold(times=times, seconds=seconds)
+    def hold(
+        self, method: str, *, times: int = 1, seconds: float = 120.0, match: Callable[[dict[str, Any]], bool] | None = None
+    ) -> Hold:
+        """Make the next `times` calls of `method` (those whose args `match` accepts) take effect, then stall
+        (up to `seconds`) before answering."""
+        hold = Hold(times=times, seconds=seconds, match=match)
         with self._lock:
             self._holds.setdefault(method, []).append(hold)
         return hold
 
-    def _stall_if_held(self, method: str) -> None:
+    def _stall_if_held(self, method: str, args: dict[str, Any]) -> None:
         with self._lock:
             holds = self._holds.get(method)
             if not holds:
                 return
             hold = holds[0]
+            if hold.match is not None and not hold.match(args):
+                return
             hold.times -= 1
             if hold.times <= 0:
                 holds.pop(0)
