@@ -48,8 +48,10 @@ class TaskRunAdmin(admin.ModelAdmin):
     list_filter = ("status", "backend", "error_kind")
     search_fields = ("claimed_by", "summary", "error")
     raw_id_fields = ("task", "resume_from")
-    # The backend is fixed when the run is created; the runner fields are the protocol's to set.
-    readonly_fields = ("backend", "claimed_by", "claimed_at", "heartbeat_at", "finished_at", "created_at", "updated_at")
+    # The backend is fixed when the run is created; what the runner or agent reported is the record
+    # of what happened, not for operators to rewrite (the status stays editable, as before).
+    readonly_fields = ("backend", "claimed_by", "claimed_at", "heartbeat_at", "progress", "summary", "pr_url", "error",
+                       "error_kind", "finished_at", "created_at", "updated_at")
     inlines = [TaskFollowUpInline, TaskRunEventInline]
 
 

@@ -149,6 +149,7 @@ def test_a_run_of_another_project_is_404_through_this_projects_urls(setup, accou
 # --- Claim ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite  # also on the database `make run` uses
 def test_claim_hands_out_the_oldest_queued_external_run_with_what_the_runner_needs(setup, accounts):
     project, _, value, task = setup
     first_run = task.runs.get()
@@ -411,6 +412,7 @@ def finish(project, run_id, value, **body):
     return post(f"{base(project.id)}/{run_id}/finish/", {"runner": "runner-a", **body}, value)
 
 
+@pytest.mark.sqlite  # also on the database `make run` uses
 def test_finish_with_a_pr_is_stored_and_a_retried_identical_finish_changes_nothing(setup):
     project, _, value, _ = setup
     run = claimed(setup)
@@ -491,6 +493,7 @@ def test_another_runner_cannot_finish_the_run(setup):
 # --- A runner that went quiet -------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite  # also on the database `make run` uses
 def test_a_runner_that_stops_heartbeating_loses_the_run_and_is_told_why(setup, settings):
     settings.TASK_RUNNER_HEARTBEAT_TIMEOUT_SECONDS = 120
     project, _, value, _ = setup

@@ -135,6 +135,7 @@ def test_progress_lines_are_trimmed_kept_in_history_and_a_repeat_is_recorded_onc
     assert TaskRun.objects.get(pk=run.pk).heartbeat_at is not None
 
 
+@pytest.mark.sqlite  # also on the database `make run` uses
 def test_finish_run_stores_the_result_and_the_first_finish_wins(accounts):
     run = make_task(accounts.project()).runs.get()
     start_run(run.pk)
@@ -301,6 +302,7 @@ def usage(project, credits_usd: str, run_id: int | None, billable: bool = True, 
                              cost_usd=Decimal(credits_usd), properties=properties)
 
 
+@pytest.mark.sqlite  # also on the database `make run` uses
 def test_run_credits_sums_the_billable_usage_events_carrying_the_runs_id(accounts, settings):
     settings.AI_CREDITS_MARKUP = "0"
     project = accounts.project()

@@ -142,6 +142,7 @@ def test_a_wrong_password_on_the_login_page_says_so_and_opens_nothing(setup):
     assert client.get(page(task.pk)).status_code == 302  # still not signed in
 
 
+@pytest.mark.sqlite  # also on the database `make run` uses
 def test_the_page_shows_each_runs_history_progress_result_error_and_credits(setup, settings):
     """What a member opens from Slack tells the whole story of each run: when it moved, what it said, what it cost."""
     import re
