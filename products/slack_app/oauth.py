@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -163,7 +163,8 @@ def start_install(user, project: Project) -> str:
 
 @sensitive_variables("response", "token", "refresh_token")
 def complete_install(user, *, state: str | None, code: str | None, error: str | None = None) -> Installed:
-    """Finish the install Slack sent the browser back from. Raises `StateError` or `InstallError`; writes nothing then."""
+    """Finish the install Slack sent the browser back from. Raises `StateError` or `InstallError`: nothing is connected then
+    (a state that was checked is spent all the same)."""
     check_configured()
     claimed = DatabaseOAuthStateStore(OAuthState.Purpose.INSTALL).claim(state, binding=user_binding(user))
     project = claimed.project
@@ -207,6 +208,7 @@ def _save_install(user, project: Project, data: dict[str, Any]) -> Installed:
     expires_at = timezone.now() + timedelta(seconds=int(expires_in)) if refresh_token and expires_in else None
 
     with transaction.atomic():
+        _lock_workspace(team_id)
         elsewhere = (
             Integration.objects.select_for_update()
             .filter(kind=Integration.Kind.SLACK, integration_id=team_id)
@@ -237,3 +239,12 @@ def _save_install(user, project: Project, data: dict[str, Any]) -> Installed:
         "installed" if created else "reinstalled", project.pk, user.pk,
     )
     return Installed(integration=integration, created=created)
+
+
+def _lock_workspace(team_id: str) -> None:
+    """Serialize installs of one workspace until the transaction ends, so two organizations
+    installing it at once cannot both pass the "connected elsewhere" check (SQLite, for
+    `make run`, serializes writers anyway)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"slack-install:{team_id}"])

@@ -19,7 +19,7 @@ Two more things happen here, so that every caller gets them:
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
 
@@ -152,7 +152,7 @@ def refresh_token_if_expiring(integration: Integration) -> bool:
         if rotated is None:
             logger.error("Slack did not refresh the bot token of integration #%s (not a bot token answer)", current.pk)
             return False
-        expires_at = timezone.datetime.fromtimestamp(rotated.bot_token_expires_at, tz=dt_timezone.utc)
+        expires_at = datetime.fromtimestamp(rotated.bot_token_expires_at, tz=dt_timezone.utc)
         current.set_tokens(rotated.bot_token, rotated.bot_refresh_token, expires_at)
         current.save(update_fields=["sensitive_config", "token_expires_at", "updated_at"])
         logger.info("refreshed the bot token of Slack integration #%s (expires %s)", current.pk, expires_at)
