@@ -62,6 +62,11 @@ def on_it_posts(slack_api):
     return [c for c in slack_api.calls_to("chat.postMessage") if c.args.get("text", "").startswith("On it")]
 
 
+def routing_calls(fake_upstream):
+    """The routing model's calls (temperature 0); the task's run, started once the task exists, asks the agent too."""
+    return [c for c in fake_upstream.calls_to("/chat/completions") if c.body.get("temperature") == 0]
+
+
 def make_integration(accounts, repositories: list[str]) -> Integration:
     integration = Integration(project=accounts.project(), integration_id=f"T{uuid.uuid4().hex[:8].upper()}",
                               config={"repositories": repositories, "default_repository": None, "alerts_channel": None})
@@ -171,7 +176,7 @@ def test_an_ambiguous_mention_is_routed_by_the_model_through_the_gateway_and_bil
     assert result["repository"] == task.repository == "acme/api"  # an untyped handle's result: a dict
     assert not [c for c in slack_api.calls_to("chat.postMessage") if c.args.get("blocks")]  # no picker
     assert len(on_it_posts(slack_api)) == 1
-    [call] = fake_upstream.calls_to("/chat/completions")
+    [call] = routing_calls(fake_upstream)
     assert call.body["model"] == "gpt-4o-mini" and call.body["temperature"] == 0
     gateway_server.wait_for_usage()
     [usage] = UsageEvent.objects.filter(project=integration.project, product="slack_app_routing")
@@ -198,4 +203,4 @@ def test_a_failing_routing_model_falls_back_to_the_picker_end_to_end(
     run_sync(choose())
     result = result_of(temporal, workflow_id)
     assert result["repository"] == "acme/web"
-    assert len(fake_upstream.calls_to("/chat/completions")) == 1
+    assert len(routing_calls(fake_upstream)) == 1
