@@ -1,0 +1,119 @@
+"""Versioning proof for the task-run workflow: executions recorded by its first version replay on today's code.
+
+Invariant: a change to the task-run workflow never breaks a run that is already open
+(Temporal replays its history against the new code). This is the workflow's first
+version (temporal/task_run/patches.py says how later ones go behind `workflow.patched`);
+its histories, recorded below, are the reference every later change must replay: one
+built-in run that answered a follow-up, one external run with progress lines and a pull
+request. The negative case shows the replay really checks: code that skips a step the
+history recorded does not replay.
+
+Re-record (only when the recorded version is the one deployed) with
+`RECORD_HISTORIES=1 pytest tests/temporal/test_task_run_versioning.py -k record`.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from temporal.client import run_sync, task_run_workflow_id
+from temporal.task_run.workflows import TaskRunWorkflow
+from tests.temporal.altered_task_run_workflows import TaskRunWorkflowWithoutStatusMessage
+from tests.temporal.record_histories import HISTORIES
+
+BUILTIN = "task_run_builtin_with_followup"
+EXTERNAL = "task_run_external_with_pull_request"
+RECORDED_ID = "task-run-recorded"
+
+
+def load(stem: str) -> WorkflowHistory:
+    return WorkflowHistory.from_json(RECORDED_ID, (HISTORIES / f"{stem}.json").read_text())
+
+
+def activity_types(stem: str) -> list[str]:
+    events = json.loads((HISTORIES / f"{stem}.json").read_text())["events"]
+    return [
+        e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
+        for e in events
+        if e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"
+    ]
+
+
+def replay(workflow_class: type, stem: str):
+    return run_sync(Replayer(workflows=[workflow_class]).replay_workflow(load(stem), raise_on_replay_failure=False), timeout=30)
+
+
+def test_committed_histories_are_what_they_claim():
+    builtin = activity_types(BUILTIN)
+    assert builtin[:3] == ["load_task_run_activity", "start_task_run_activity", "show_run_status_activity"]
+    # Two agent turns (the task, then the follow-up), the first answer posted as a reply, then the report.
+    assert builtin.count("answer_task_run_activity") == 2 and "post_run_reply_activity" in builtin
+    assert builtin[-1] == "report_run_outcome_activity"
+    external = activity_types(EXTERNAL)
+    assert "start_task_run_activity" not in external and "answer_task_run_activity" not in external
+    assert external.count("show_run_status_activity") >= 2  # posted, then edited for the runner's progress
+    assert external[-1] == "report_run_outcome_activity"
+
+
+@pytest.mark.parametrize("stem", [BUILTIN, EXTERNAL])
+def test_todays_workflow_replays_the_first_versions_histories(stem):
+    result = replay(TaskRunWorkflow, stem)
+    assert result.replay_failure is None, result.replay_failure
+
+
+@pytest.mark.parametrize("stem", [BUILTIN, EXTERNAL])
+def test_a_change_to_the_steps_without_a_patch_does_not_replay(stem):
+    result = replay(TaskRunWorkflowWithoutStatusMessage, stem)
+    assert result.replay_failure is not None
+
+
+# --- Recording ---------------------------------------------------------------------------------
+
+
+def _write(temporal, stem: str, run_id: int) -> None:
+    async def fetch():
+        return await temporal.client.get_workflow_handle(task_run_workflow_id(run_id)).fetch_history()
+
+    history = run_sync(fetch(), timeout=30)
+    (HISTORIES / f"{stem}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+@pytest.mark.django_db(transaction=True)
+def test_record_builtin(accounts, slack_api, temporal, worker, gateway_server, fake_upstream, settings):
+    from tests.temporal.slack_mention_helpers import make_integration
+    from tests.temporal.task_run_helpers import run_result
+    from tests.temporal.test_task_run_builtin import _mention_then_follow_up_while_the_first_turn_is_in_flight
+
+    settings.LLM_GATEWAY_URL = gateway_server.base_url
+    integration = make_integration(accounts, repositories=["acme/web"])
+    _, run_id = _mention_then_follow_up_while_the_first_turn_is_in_flight(temporal, settings, integration, fake_upstream)
+    assert run_result(temporal, run_id)["status"] == "completed"
+    _write(temporal, BUILTIN, run_id)
+
+
+@pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")
+@pytest.mark.django_db(transaction=True)
+def test_record_external(accounts, slack_api, temporal, worker, settings):
+    from tests.temporal.slack_mention_helpers import make_integration
+    from tests.temporal.task_run_helpers import mention, result_of, run_result, use_external_runners, wait_until
+    from tests.temporal.test_task_run_external import PR_URL, Runner
+
+    integration = make_integration(accounts, repositories=["acme/web"])
+    use_external_runners(integration.project)
+    runner = Runner(accounts, integration.project)
+    _, workflow_id = mention(temporal, settings, integration, "fix the flaky login test")
+    run_id = result_of(temporal, workflow_id)["run_id"]
+    runner.claim()
+    runner.progress(run_id, "Running the test suite")
+    wait_until(lambda: any("Running the test suite" in c.args["text"] for c in slack_api.calls_to("chat.update")))
+    runner.finish(run_id, status="completed", summary="Pinned the clock.", pr_url=PR_URL)
+    assert run_result(temporal, run_id)["status"] == "completed"
+    _write(temporal, EXTERNAL, run_id)
+
+
+from tests.temporal.task_run_helpers import worker  # noqa: E402,F401 - the recorders' fixture
