@@ -170,3 +170,34 @@ def test_once_the_status_message_is_deleted_nothing_more_is_posted_and_the_run_s
     assert thread_steps(slack_api, event["ts"]) == ["on_it"]
     assert len(slack_api.calls_to("chat.postMessage")) == 2
     assert reactions(slack_api, event["ts"]) == [("reactions.add", "eyes")]
+
+
+def test_a_model_the_gateway_refuses_fails_the_run_with_a_hint_posted_once(accounts, slack_api, temporal, worker, agent, settings):
+    """A refusal no retry can fix (a 4xx other than 429) fails the run at once instead of retrying for half an hour."""
+    settings.LLM_AGENT_MODEL = "text-davinci-003"  # not one the slack_app product allows
+    integration = make_integration(accounts, repositories=["acme/web"])
+
+    event, workflow_id = mention(temporal, settings, integration, "fix the flaky login test")
+    final = run_result(temporal, result_of(temporal, workflow_id)["run_id"], timeout=30)
+
+    assert final["status"] == "failed"
+    assert not agent.calls_to("/chat/completions")  # the gateway refused it; the provider never saw it
+    assert thread_steps(slack_api, event["ts"]) == ["on_it", "status", "failure"]
+    failure = thread_texts(slack_api, event["ts"])[2]
+    assert failure.startswith("Sorry, this task failed:") and "The agent could not answer" in failure
+    assert reactions(slack_api, event["ts"])[-1] == ("reactions.add", "x")
+
+
+def test_a_provider_failure_is_retried_and_the_answer_still_posted_once(accounts, slack_api, temporal, worker, agent, settings):
+    """The gateway's 5xx is `AgentUnavailable`: Temporal retries the turn, and the thread sees one answer."""
+    agent.respond("/chat/completions", status=500)
+    agent.respond("/chat/completions", text="The answer after a retry.")
+    integration = make_integration(accounts, repositories=["acme/web"])
+
+    event, workflow_id = mention(temporal, settings, integration, "fix the flaky login test")
+    final = run_result(temporal, result_of(temporal, workflow_id)["run_id"])
+
+    assert final["status"] == "completed"
+    assert len(agent.calls_to("/chat/completions")) >= 2
+    assert thread_steps(slack_api, event["ts"]) == ["on_it", "status", "result"]
+    assert thread_texts(slack_api, event["ts"])[2] == "The answer after a retry."
