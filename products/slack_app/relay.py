@@ -85,26 +85,32 @@ class MentionRelay:
         return result
 
     def _start(self, rows: list[MentionInbox], result: PassResult) -> None:
-        # Submitted oldest first; up to SLACK_INBOX_RELAY_CONCURRENCY are in flight at once.
-        futures = [(row, self._pool.submit(start_mention_workflow, _workflow_input(row))) for row in rows]
+        # Oldest first, SLACK_INBOX_RELAY_CONCURRENCY at a time. Once Temporal is found down, the
+        # rest are given back without trying: no use waiting out a start deadline for each.
         started, already, unavailable = [], [], []
-        for row, future in futures:
-            try:
-                (started if future.result() else already).append(row)
-            except TemporalUnavailable as exc:
-                unavailable.append(row)
-                result.errors.append(str(exc))
-            except Exception as exc:  # noqa: BLE001 - e.g. a refused request: retried with backoff, then failed
-                logger.warning("slack inbox: starting %s failed: %r", row.workflow_id, exc)
-                result.retried += 1
-                inbox.retry_later(row, repr(exc), self._row_backoff(row.attempts + 1))
+        window = max(1, settings.SLACK_INBOX_RELAY_CONCURRENCY)
+        for i in range(0, len(rows), window):
+            chunk = rows[i : i + window]
+            if result.temporal_down:
+                unavailable.extend(chunk)
+                continue
+            futures = [(row, self._pool.submit(start_mention_workflow, _workflow_input(row))) for row in chunk]
+            for row, future in futures:
+                try:
+                    (started if future.result() else already).append(row)
+                except TemporalUnavailable as exc:
+                    unavailable.append(row)
+                    result.temporal_down = True
+                    result.errors.append(str(exc))
+                except Exception as exc:  # noqa: BLE001 - e.g. a refused request: retried with backoff, then failed
+                    logger.warning("slack inbox: starting %s failed: %r", row.workflow_id, exc)
+                    result.retried += 1
+                    inbox.retry_later(row, repr(exc), self._row_backoff(row.attempts + 1))
         inbox.settle(started, "started")
         inbox.settle(already, "already_started")
         inbox.release(unavailable)
         result.started += len(started)
         result.already_started += len(already)
-        if unavailable:
-            result.temporal_down = True
         for row in started:
             logger.info("slack inbox: started %s (%.0f ms after it was received)", row.workflow_id, _age_ms(row))
         for row in already:
