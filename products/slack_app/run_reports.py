@@ -11,7 +11,7 @@ call per activity. The rules, the same for both agent backends:
   has a URL), or the failure with a hint that fits its `error_kind`, or for
   `quota_limited` the usual quota denial text.
 * Every post goes through `posting.post_once` keyed by the run's workflow id
-  (`task-run-<run_id>`) and a step name, so activity retries and a worker killed mid-post
+  (`posthog-code-task-run-<run_id>`) and a step name, so activity retries and a worker killed mid-post
   never post twice; edits and reactions are idempotent by nature.
 * Once Slack says the message, thread or channel is gone (`message_not_found`,
   `thread_not_found`, `channel_not_found`), nothing more is posted for that run: a

@@ -5,7 +5,7 @@ The workflow type and the workflow id are recorded in Temporal and used by
 the executions that are open.
 """
 
-TASK_RUN_WORKFLOW_TYPE = "task-run"
+TASK_RUN_WORKFLOW_TYPE = "posthog-code-task-processing"
 
 SIGNAL_RUN_CHANGED = "run_changed"  # the runner REST API changed the run (claim, progress, finish)
 SIGNAL_FOLLOWUP = "followup"  # a follow-up was stored on the run (the Slack follow-up path)
@@ -29,7 +29,7 @@ ERROR_KIND_QUOTA = "quota_limited"
 
 def task_run_workflow_id(run_id: int) -> str:
     """One workflow per run, however often it is started."""
-    return f"task-run-{run_id}"
+    return f"posthog-code-task-run-{run_id}"
 
 
 # Activity names: recorded in every history, so renaming one breaks replay of open executions.

@@ -38,7 +38,7 @@ NOTIFY_DEADLINE_SECONDS = 2.0
 async def start_task_run_workflow_async(client: Client, inp: TaskRunWorkflowInput, *, task_queue: str | None = None) -> bool:
     """Start the task-run workflow for `inp.run_id` with `client`; True if started now, False if it already existed.
 
-    Id `task-run-<run_id>` with conflict policy USE_EXISTING (a running one is this run's)
+    Id `posthog-code-task-run-<run_id>` with conflict policy USE_EXISTING (a running one is this run's)
     and reuse policy REJECT_DUPLICATE (a closed one is never run again: a resumed task
     is a new run, so a new id), so starting twice is a no-op. `task_queue` defaults to
     `TEMPORAL_TASK_QUEUE`; an activity passes its own, so the run is served by the

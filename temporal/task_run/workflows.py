@@ -4,7 +4,7 @@ This module is deterministic workflow code run in Temporal's sandbox. Like the m
 workflow it imports nothing from Django nor the activities module: it calls activities
 by their registered names (`constants.*_ACTIVITY`) with the dataclasses in `types`.
 
-One execution per run (id `task-run-<run_id>`), started by the mention workflow's
+One execution per run (id `posthog-code-task-run-<run_id>`), started by the mention workflow's
 activities when a task is created or a follow-up resumes a finished run:
 
 1. The status message ("Working on it…") is posted once in the thread.

@@ -34,7 +34,7 @@ def make_run(integration):
 
 def target(integration, run, **extra) -> facade.RunReportTarget:
     return facade.RunReportTarget(
-        integration_id=integration.pk, run_id=run.pk, key=f"task-run-{run.pk}", channel=CHANNEL, thread_ts=THREAD,
+        integration_id=integration.pk, run_id=run.pk, key=f"posthog-code-task-run-{run.pk}", channel=CHANNEL, thread_ts=THREAD,
         mention_ts=THREAD, **extra,
     )
 
@@ -124,7 +124,7 @@ def test_once_slack_says_the_thread_is_gone_nothing_more_is_posted(integration, 
 
     assert all(report.stopped for report in later)
     assert len(slack_api.calls) == calls_before  # not one more call to Slack
-    assert BotMessage.objects.filter(key=f"task-run-{run.pk}", step="reporting_stopped").exists()
+    assert BotMessage.objects.filter(key=f"posthog-code-task-run-{run.pk}", step="reporting_stopped").exists()
 
 
 def test_a_missing_reactions_scope_does_not_stop_the_result(integration, slack_api):
