@@ -585,3 +585,32 @@ def test_the_example_runner_works_a_run_end_to_end_against_a_live_server(live_se
     env["TASK_RUNNER_API_KEY"] = "phx_wrong"
     refused = run_script()
     assert refused.returncode == 1 and "401" in refused.stderr
+
+
+def test_the_sweep_tells_the_workflow_of_each_run_it_failed(setup, monkeypatch, django_capture_on_commit_callbacks):
+    """A run failed for a quiet runner must reach the thread even if nothing else happens to it."""
+    import temporal.client
+
+    told: list[int] = []
+    monkeypatch.setattr(temporal.client, "notify_task_run", told.append, raising=False)
+    run = claimed(setup)
+    age(run["id"], 10_000)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert fail_stale_task_runs() == [run["id"]]
+    assert told == [run["id"]]
+
+
+def test_the_task_api_shows_what_the_runner_reported(setup):
+    project, _, value, task = setup
+    run = claimed(setup, "sandbox-7")
+    post(f"{base(project.id)}/{run['id']}/progress/", {"runner": "sandbox-7", "line": "Running tests"}, value)
+    assert post(f"{base(project.id)}/{run['id']}/finish/", {
+        "runner": "sandbox-7", "status": "completed", "summary": "Done.", "pr_url": "https://github.com/acme/web/pull/5",
+    }, value).status_code == 200
+    body = APIClient().get(f"/api/projects/{project.id}/tasks/{task.id}/", **bearer(value)).json()
+    [shown] = body["runs"]
+    assert {k: shown[k] for k in ("status", "backend", "claimed_by", "progress", "summary", "pr_url", "error", "error_kind")} == {
+        "status": "completed", "backend": "external", "claimed_by": "sandbox-7", "progress": "Running tests",
+        "summary": "Done.", "pr_url": "https://github.com/acme/web/pull/5", "error": "", "error_kind": "",
+    }
+    assert shown["finished_at"] is not None
