@@ -17,6 +17,7 @@ and SQLite's single writer serialises the claims.
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -65,33 +66,63 @@ def record(
 ) -> Recorded:
     """Write one row for the event (and NOTIFY the relays on commit); a redelivery writes nothing.
 
-    Raises django.db.OperationalError / InterfaceError when the database cannot be
-    reached (the webhook answers 503: Slack delivers again).
+    On PostgreSQL this is one statement (insert, skip on conflict, notify if inserted): one
+    round trip in the webhook's path. Raises django.db.OperationalError / InterfaceError when
+    the database cannot be reached (the webhook answers 503: Slack delivers again).
     """
+    fields = dict(
+        integration_id=integration_id,
+        action=action,
+        slack_team_id=slack_team_id,
+        event_id=event_id,
+        workflow_id=workflow_id,
+        event=event,
+        channel=channel,
+        thread_ts=thread_ts,
+        user=user,
+    )
+    created = _insert_and_notify(fields) if uses_notify() else _insert(fields)
+    if created:
+        return Recorded(created=True, action=action)
+    existing = MentionInbox.objects.filter(slack_team_id=slack_team_id, event_id=event_id).values_list("action", flat=True).first()
+    if existing is None:  # not a redelivery after all (the integration vanished meanwhile)
+        raise IntegrityError(f"could not record {workflow_id}")
+    return Recorded(created=False, action=existing)
+
+
+_INSERT_AND_NOTIFY = f"""
+WITH inserted AS (
+    INSERT INTO {MentionInbox._meta.db_table}
+        (slack_team_id, event_id, integration_id, action, workflow_id, event, channel, thread_ts, "user",
+         state, received_at, attempts, next_attempt_at, result, last_error)
+    VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, 0, %s, '', '')
+    ON CONFLICT (slack_team_id, event_id) DO NOTHING
+    RETURNING id
+)
+SELECT id, pg_notify(%s, '') FROM inserted
+"""
+
+
+def _insert_and_notify(fields: dict[str, Any]) -> bool:
+    now = timezone.now()
+    params = [
+        fields["slack_team_id"], fields["event_id"], fields["integration_id"], fields["action"], fields["workflow_id"],
+        json.dumps(fields["event"]), fields["channel"], fields["thread_ts"], fields["user"], State.PENDING, now, now,
+        NOTIFY_CHANNEL,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_AND_NOTIFY, params)
+        return cursor.fetchone() is not None
+
+
+def _insert(fields: dict[str, Any]) -> bool:
+    """The portable path (SQLite, `make run`'s embedded default): no NOTIFY, the relay polls."""
     try:
         with transaction.atomic():
-            MentionInbox.objects.create(
-                integration_id=integration_id,
-                action=action,
-                slack_team_id=slack_team_id,
-                event_id=event_id,
-                workflow_id=workflow_id,
-                event=event,
-                channel=channel,
-                thread_ts=thread_ts,
-                user=user,
-            )
-            if uses_notify():
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
-        return Recorded(created=True, action=action)
+            MentionInbox.objects.create(**fields)
+        return True
     except IntegrityError:
-        existing = (
-            MentionInbox.objects.filter(slack_team_id=slack_team_id, event_id=event_id).values_list("action", flat=True).first()
-        )
-        if existing is None:  # not the unique constraint after all (the integration vanished meanwhile)
-            raise
-        return Recorded(created=False, action=existing)
+        return False
 
 
 # --- The relay -----------------------------------------------------------------------------------
