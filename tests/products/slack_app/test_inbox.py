@@ -218,3 +218,44 @@ def test_processed_rows_are_pruned_after_their_age_and_pending_ones_never(integr
     settings.SLACK_INBOX_KEEP_PROCESSED_SECONDS = 7 * 86400
     assert prune() == 1
     assert set(MentionInbox.objects.values_list("event_id", flat=True)) == {recent["event_id"], waiting["event_id"]}
+
+
+# --- Recorded denials: posted once, retried while Slack cannot take them ----------------------------
+
+
+def limit(integration) -> None:
+    from products.billing.quota_limiting import QuotaResource, add_limited_tokens
+
+    add_limited_tokens(QuotaResource.AI_CREDITS, {integration.project.api_token: time.time() + 3600})
+
+
+def test_a_denial_slack_rate_limits_is_posted_once_after_retry_after(integration, slack_api, settings):
+    limit(integration)
+    slack_api.respond("chat.postMessage", status=429, body={"ok": False, "error": "ratelimited"}, headers={"Retry-After": "1"})
+    envelope = mention_envelope()
+    assert post_event(Client(), envelope).json()["outcome"] == "denied_over_quota"
+    assert relay_pending().retried == 1
+    assert relay_pending().claimed == 0  # not before Slack's Retry-After
+    time.sleep(1.1)
+    assert relay_pending().posted == 1
+    posts = [c for c in slack_api.calls_to("chat.postMessage") if "AI credits" in c.args["text"]]
+    assert len(posts) == 2  # the refused attempt and the one that went through
+    assert relay_pending().claimed == 0
+    assert MentionInbox.objects.get().result == "posted"
+
+
+def test_a_denial_slack_never_takes_fails_for_good_after_the_attempts_and_is_counted(integration, slack_api, settings):
+    limit(integration)
+    settings.SLACK_INBOX_MAX_ATTEMPTS = 2
+    settings.SLACK_INBOX_RELAY_BACKOFF_INITIAL_SECONDS = 0.05
+    slack_api.respond("chat.postMessage", status=503, body="down", times=None)
+    slack_api.respond("chat.postEphemeral", status=503, body="down", times=None)
+    slack_api.respond("conversations.replies", status=503, body="down", times=None)
+    assert post_event(Client(), mention_envelope()).status_code == 200
+    assert relay_pending().retried == 1
+    time.sleep(0.1)
+    assert relay_pending().retried == 1
+    row = MentionInbox.objects.get()
+    assert (row.state, row.attempts, row.result) == ("failed", 2, "failed")
+    assert backlog().failed == 1 and backlog().pending == 0
+    assert relay_pending().claimed == 0
