@@ -1,7 +1,8 @@
 """Slack's HTTP entry points. Thin: check size and signature, hand the body to events/interactivity, map the outcome.
 
-Slack gives us 3 seconds and retries otherwise, so nothing slow happens here: a
-DB lookup, one Redis ZSCORE and one Temporal start (or a single Slack reply).
+Slack gives us 3 seconds and retries otherwise, so nothing slow happens here. A mention
+costs a DB lookup, one Redis ZSCORE and one inbox write (the relay in the worker process
+starts the workflow or posts the refusal); a picker click, one Temporal signal.
 """
 from __future__ import annotations
 
