@@ -127,6 +127,18 @@ def start_temporal(tmpdir: str, db_file: bool) -> tuple[subprocess.Popen, str]:
             time.sleep(0.5)
 
 
+def serve_slack_stub(conn) -> None:
+    """Serve tests/slack_stub.py (in a child process) until told to stop; send its base URL first."""
+    sys.path.insert(0, str(ROOT))
+    from tests.slack_stub import SlackStub
+
+    stub = SlackStub()
+    stub.respond("auth.test", body={"ok": True, "user_id": "UBOT", "bot_id": "BBOT", "team_id": TEAM_ID, "team": "bench"}, times=None)
+    conn.send(stub.base_url)
+    conn.recv()
+    stub.close()
+
+
 def seed() -> None:
     from django.core.management import call_command
 
@@ -337,12 +349,16 @@ def main() -> int:
     tmpdir = tempfile.mkdtemp(prefix="bench-slack-webhook-")
     procs: list[tuple[subprocess.Popen, str]] = []
     external_temporal = bool(os.environ.get("TEMPORAL_ADDRESS"))
+    stub_pipe = stub = None
     try:
-        from tests.slack_stub import SlackStub
+        # Loopback Slack (Bolt's one auth.test; the worker's reactions, names and "On it"s) in a process of its
+        # own, so serving the worker does not take the load generator's GIL while ours is measured.
+        import multiprocessing
 
-        stub = SlackStub()  # loopback Slack: Bolt's one auth.test, and the worker's reactions, names and "On it"s
-        stub.respond("auth.test", body={"ok": True, "user_id": "UBOT", "bot_id": "BBOT", "team_id": TEAM_ID, "team": "bench"}, times=None)
-        os.environ["SLACK_API_BASE_URL"] = stub.base_url
+        stub_pipe, child_end = multiprocessing.get_context("spawn").Pipe()
+        stub = multiprocessing.get_context("spawn").Process(target=serve_slack_stub, args=(child_end,), daemon=True)
+        stub.start()
+        os.environ["SLACK_API_BASE_URL"] = stub_pipe.recv()
         ensure_postgres_database(DATABASE_URL)
         django.setup()
         if external_temporal:
@@ -398,7 +414,10 @@ def main() -> int:
                     for e, t in answered.items() if f"posthog-code-mention-{TEAM_ID}:{e}" in starts]
 
         ack_to_start, paced_to_start = to_start(acks), to_start(paced_acks)
-        on_its = [c for c in stub.calls_to("chat.postMessage") if str(c.args.get("text", "")).startswith("On it")]
+        from products.slack_app.models import BotMessage
+
+        everything = [f"posthog-code-mention-{TEAM_ID}:{e}" for e in [*acks, *paced_acks, *warm_ids]]
+        on_its = list(BotMessage.objects.filter(step="on_it", key__in=everything).exclude(ts=""))
         from products.slack_app.inbox import backlog
 
         left = backlog()
@@ -491,7 +510,8 @@ def main() -> int:
         for proc, name in reversed(procs):
             stop(proc, name)
         try:
-            stub.close()
+            stub_pipe.send("stop")
+            stub.join(10)
         except Exception:
             pass
         if args.keep_logs:
