@@ -170,7 +170,10 @@ class MentionRelay:
                     logger.error("slack inbox relay: database unavailable (%s); retrying", exc)
                     connection.close()
                     result = PassResult(temporal_down=True)
-                if result.temporal_down:
+                except Exception:  # noqa: BLE001 - a relay that dies silently would leave every mention waiting
+                    logger.exception("slack inbox relay: pass failed; retrying")
+                    result = PassResult(temporal_down=True)
+                if result.temporal_down:  # (or the database, or a failed pass): wait, then the oldest again
                     initial = settings.SLACK_INBOX_RELAY_BACKOFF_INITIAL_SECONDS
                     backoff = min(settings.SLACK_INBOX_RELAY_BACKOFF_MAX_SECONDS, backoff * 2 if backoff else initial)
                     if result.errors:
