@@ -15,6 +15,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from products.slack_app.inbox_models import MentionInbox
 from products.slack_app.models import Integration, SlackThreadTaskMapping
 from products.tasks.models import Task
 from temporal.client import run_sync
@@ -109,6 +110,8 @@ def test_five_concurrent_deliveries_and_a_late_redelivery_make_one_task_and_one_
     [task] = Task.objects.filter(project=integration.project)
     assert task.repository == "acme/web" and task.origin_product == "slack"
     assert task.runs.count() == 1
+    [row] = MentionInbox.objects.filter(integration=integration)  # one inbox row, relayed once
+    assert (row.state, row.result) == ("done", "started")
     [post] = on_it_posts(slack_api)
     assert f"http://testserver/tasks/{task.pk}/" in post.args["text"]
     assert post.args["thread_ts"] == envelope["event"]["ts"]
