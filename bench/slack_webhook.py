@@ -4,6 +4,8 @@ Both apps are served by gunicorn with the same settings (2 workers x 8 threads b
 and receive the same kind of signed `app_mention` events (distinct event ids) at the same
 fixed concurrency, on the same machine, in the same run:
 
+* ours alone (first, `--undrained-requests`): our app before the worker is started, so
+  nothing drains: the webhook's own figure, for reference. Drained before anything else runs.
 * bolt: `bench/bolt_peer`, slack_bolt's `App` + Django adapter that verifies the signature
   and only `ack()`s: the peer a team would otherwise pick. Measured first, while our worker
   idles.
@@ -336,6 +338,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
     parser.add_argument("--warmup", type=int, default=64)
     parser.add_argument("--max-seconds", type=float, default=240, help="bound on each measured phase")
+    parser.add_argument("--undrained-requests", type=int, default=300,
+                        help="first, ours alone (worker not started yet): the webhook's own figure (0: skip)")
     parser.add_argument("--paced-rate", type=float, default=20, help="mentions/s of the paced phase (0: none)")
     parser.add_argument("--paced-requests", type=int, default=200)
     parser.add_argument("--drain-seconds", type=float, default=600, help="bound on waiting for every mention's task")
@@ -368,10 +372,23 @@ def main() -> int:
             procs.append((temporal_proc, "temporal dev server"))
         seed()
         env = {**os.environ, "TEMPORAL_ADDRESS": address, "PYTHONPATH": str(ROOT)}
+        results: dict[str, Figures] = {}
+        undrained_ids: list[str] = []
+        if args.undrained_requests:
+            # Ours alone: nothing drains yet (no worker, no relay), so the figure is the webhook's own.
+            port = free_port()
+            proc = start_gunicorn("posthog_app.wsgi:application", port, args, env, os.path.join(tmpdir, "gunicorn-alone.log"))
+            procs.append((proc, "gunicorn (ours, alone)"))
+            undrained_ids = [f"EvALONE{i:05d}{uuid.uuid4().hex[:8]}" for i in range(args.warmup + args.undrained_requests)]
+            fire(port, undrained_ids[: args.warmup], args.concurrency, time.monotonic() + 60)
+            results["ours_alone"] = fire(port, undrained_ids[args.warmup :], args.concurrency, time.monotonic() + args.max_seconds)
+            stop(proc, "gunicorn (ours, alone)")
+            print(f"ours alone: {results['ours_alone']}", file=sys.stderr)
         worker = start_worker(env, os.path.join(tmpdir, "worker.log"))
         procs.append((worker, "temporal worker + inbox relay"))
+        if undrained_ids:  # drained before anything else is measured (the Bolt peer included)
+            wait_for_tasks([f"posthog-code-mention-{TEAM_ID}:{e}" for e in undrained_ids], args.drain_seconds)
 
-        results: dict[str, Figures] = {}
         acks: dict[str, float] = {}
         paced_acks: dict[str, float] = {}
         warm_ids: list[str] = []
@@ -388,7 +405,7 @@ def main() -> int:
                 log = Path(tmpdir, f"gunicorn-{name}.log").read_text()[-3000:]
                 raise RuntimeError(f"{name}: warm-up failed {warmed.statuses}\n{log}")
             if name == "ours":
-                warm_ids = warm
+                warm_ids = warm + undrained_ids
                 wait_for_tasks([f"posthog-code-mention-{TEAM_ID}:{e}" for e in warm], 120)  # the warm-up drained first
                 if args.paced_rate and args.paced_requests:
                     # Paced (open loop) below what Temporal can start: the ack-to-start of a healthy system.
@@ -467,6 +484,7 @@ def main() -> int:
                        "note": args.note},
             "ours": asdict(ours),
             "bolt": asdict(bolt),
+            "ours_alone_nothing_draining": asdict(results["ours_alone"]) if "ours_alone" in results else None,
             "ratios_ours_over_bolt": {"p50": ratio(ours.p50_ms, bolt.p50_ms), "p99": ratio(ours.p99_ms, bolt.p99_ms),
                                       "throughput": ratio(ours.throughput_rps, bolt.throughput_rps)},
             "end_to_end": e2e,
@@ -486,6 +504,9 @@ def main() -> int:
             lines.append(f"{label:24}{a:>12}{b:>12}{ratio(a, b) or '-':>12}")
         lines += [
             f"{'200 responses':24}{ours.ok:>12}{bolt.ok:>12}",
+            *([f"ours alone (nothing draining, {results['ours_alone'].ok} requests): ack p50 {results['ours_alone'].p50_ms} ms, "
+               f"p99 {results['ours_alone'].p99_ms} ms, {results['ours_alone'].throughput_rps} req/s "
+               f"({ratio(results['ours_alone'].throughput_rps, bolt.throughput_rps)}x bolt)"] if "ours_alone" in results else []),
             "",
             f"ours end to end: {len(acks)} acknowledged -> {e2e['workflows_started']} workflows -> {tasks} tasks; "
             f"{len(on_its)} 'On it' (expected {e2e['expected_on_it_incl_warmup']} incl. warm-up)",
