@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -85,27 +85,40 @@ class MentionRelay:
         return result
 
     def _start(self, rows: list[MentionInbox], result: PassResult) -> None:
-        # Oldest first, SLACK_INBOX_RELAY_CONCURRENCY at a time. Once Temporal is found down, the
-        # rest are given back without trying: no use waiting out a start deadline for each.
+        # Submitted oldest first; SLACK_INBOX_RELAY_CONCURRENCY run at once (a sliding window). The first
+        # "Temporal unavailable" cancels every start not yet begun (in the pool thread, before it takes
+        # the next one): those rows are given back untried, so an outage costs a pass about one start deadline.
         started, already, unavailable = [], [], []
-        window = max(1, settings.SLACK_INBOX_RELAY_CONCURRENCY)
-        for i in range(0, len(rows), window):
-            chunk = rows[i : i + window]
-            if result.temporal_down:
-                unavailable.extend(chunk)
+        futures: list[tuple[MentionInbox, Future]] = []
+        down = threading.Event()
+
+        def cancel_the_rest(future: Future) -> None:
+            if not future.cancelled() and isinstance(future.exception(), TemporalUnavailable):
+                down.set()
+                for _, other in list(futures):
+                    other.cancel()
+
+        for row in rows:
+            if down.is_set():
+                unavailable.append(row)
                 continue
-            futures = [(row, self._pool.submit(start_mention_workflow, _workflow_input(row))) for row in chunk]
-            for row, future in futures:
-                try:
-                    (started if future.result() else already).append(row)
-                except TemporalUnavailable as exc:
-                    unavailable.append(row)
-                    result.temporal_down = True
-                    result.errors.append(str(exc))
-                except Exception as exc:  # noqa: BLE001 - e.g. a refused request: retried with backoff, then failed
-                    logger.warning("slack inbox: starting %s failed: %r", row.workflow_id, exc)
-                    result.retried += 1
-                    inbox.retry_later(row, repr(exc), self._row_backoff(row.attempts + 1))
+            future = self._pool.submit(start_mention_workflow, _workflow_input(row))
+            futures.append((row, future))
+            future.add_done_callback(cancel_the_rest)
+        for row, future in futures:
+            if future.cancelled():
+                unavailable.append(row)
+                continue
+            try:
+                (started if future.result() else already).append(row)
+            except TemporalUnavailable as exc:
+                unavailable.append(row)
+                result.errors.append(str(exc))
+            except Exception as exc:  # noqa: BLE001 - e.g. a refused request: retried with backoff, then failed
+                logger.warning("slack inbox: starting %s failed: %r", row.workflow_id, exc)
+                result.retried += 1
+                inbox.retry_later(row, repr(exc), self._row_backoff(row.attempts + 1))
+        result.temporal_down = result.temporal_down or bool(unavailable)
         inbox.settle(started, "started")
         inbox.settle(already, "already_started")
         inbox.release(unavailable)
