@@ -6,8 +6,9 @@ under uvicorn with make run's flags), the Temporal worker (`manage.py run_tempor
 the mention workflow, the task-run workflow and the mention inbox's relay) and a Temporal
 dev server (started here unless TEMPORAL_ADDRESS is given), on PostgreSQL (a bench database)
 and Redis (db 12). Two things are stood in for, in this process: Slack's Web API
-(tests/slack_stub.py, timestamping every call it receives) and the model provider
-(tests/llm_fakes.py), which answers every call after a fixed `--upstream-ms`.
+(tests/slack_stub.py, noting when each run's result arrives) and the model provider
+(tests/llm_fakes.py), which answers every call after a fixed `--upstream-ms`; both in a
+process of their own, so serving them never takes the load generator's GIL.
 
 Each mention is a signed `app_mention` naming the one repository, so the built-in agent
 makes exactly one model call per run (checked: the fake upstream's calls are counted per
@@ -98,49 +99,113 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = Non
     raise TimeoutError(f"nothing listening on {port} after {timeout}s")
 
 
-# --- Stand-ins (in this process) ----------------------------------------------------------------
+# --- Stand-ins (a process of their own) -------------------------------------------------------
+# Slack's Web API and the model provider are served by a child process, so serving the worker
+# and the gateway never competes for the load generator's GIL. The child tells the parent when
+# each run's result reached Slack, in CLOCK_MONOTONIC time (shared by every process on Linux).
 
 
-def timed_slack_stub():
-    """The Slack stand-in, noting when each run's result (the agent's answer) reached it."""
+def serve_stand_ins(conn, results, upstream_s: float) -> None:
+    """Serve the Slack stand-in and the fake provider until told to stop; answer the parent's questions."""
+    sys.path.insert(0, str(ROOT))
+    from tests.llm_fakes import Defaults, FakeUpstream
     from tests.slack_stub import SlackStub
 
     class TimedSlackStub(SlackStub):
         def __init__(self) -> None:
-            self.cond = threading.Condition()
-            self.result_at: dict[str, float] = {}  # thread ts -> perf_counter when the result post arrived
+            self.counts_lock = threading.Lock()
             self.posts: Counter[str] = Counter()  # thread ts -> chat.postMessage calls in that thread
             self.updates = 0
+            self.seen: set[str] = set()
             super().__init__()
 
         def _record(self, call):  # noqa: ANN001 (the stub's own signature)
-            arrived = time.perf_counter()
+            arrived = time.monotonic()
             answer = super()._record(call)
             if call.method in ("chat.postMessage", "chat.update"):
                 thread = str(call.args.get("thread_ts") or "")
                 text = str(call.args.get("text") or "")
-                with self.cond:
+                with self.counts_lock:
                     if call.method == "chat.update":
                         self.updates += 1
-                    else:
-                        self.posts[thread] += 1
-                    if call.method == "chat.postMessage" and ANSWER_MARKER in text and thread not in self.result_at:
-                        self.result_at[thread] = arrived
-                        self.cond.notify_all()
+                        return answer
+                    self.posts[thread] += 1
+                    first = ANSWER_MARKER in text and thread not in self.seen
+                    if first:
+                        self.seen.add(thread)
+                if first:
+                    results.put((thread, arrived))
             return answer
 
-        def wait_result(self, thread: str, timeout: float) -> float | None:
+    stub = TimedSlackStub()
+    fake = FakeUpstream(expected_key=PROVIDER_KEY, defaults=Defaults(text=ANSWER_TEXT, first_byte_delay=upstream_s))
+    conn.send((stub.base_url, fake.base_url))
+    try:
+        while True:
+            command = conn.recv()
+            if command == "reset_upstream":
+                fake.reset()
+                conn.send(True)
+            elif command == "upstream_calls":
+                conn.send(upstream_calls_per_marker(fake))
+            elif command == "stats":
+                with stub.counts_lock:
+                    conn.send((dict(stub.posts), stub.updates))
+            else:
+                break
+    finally:
+        stub.close()
+        fake.close()
+
+
+class StandIns:
+    """The parent's side: the child's URLs, results as they arrive, and questions over a pipe."""
+
+    def __init__(self, upstream_s: float) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self.pipe, child_end = ctx.Pipe()
+        self.results = ctx.Queue()
+        self.process = ctx.Process(target=serve_stand_ins, args=(child_end, self.results, upstream_s), daemon=True)
+        self.process.start()
+        self.slack_url, self.upstream_url = self.pipe.recv()
+        self.cond = threading.Condition()
+        self.result_at: dict[str, float] = {}  # thread ts -> monotonic time the result post reached Slack
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                item = self.results.get()
+            except (EOFError, OSError):
+                return
+            if item is None:
+                return
+            thread, arrived = item
             with self.cond:
-                self.cond.wait_for(lambda: thread in self.result_at, timeout)
-                return self.result_at.get(thread)
+                self.result_at[thread] = arrived
+                self.cond.notify_all()
 
-    return TimedSlackStub()
+    def wait_result(self, thread: str, timeout: float) -> float | None:
+        with self.cond:
+            self.cond.wait_for(lambda: thread in self.result_at, timeout)
+            return self.result_at.get(thread)
 
+    def ask(self, command: str):
+        self.pipe.send(command)
+        return self.pipe.recv()
 
-def fake_upstream(upstream_s: float):
-    from tests.llm_fakes import Defaults, FakeUpstream
-
-    return FakeUpstream(expected_key=PROVIDER_KEY, defaults=Defaults(text=ANSWER_TEXT, first_byte_delay=upstream_s))
+    def close(self) -> None:
+        try:
+            self.pipe.send("stop")
+        except OSError:
+            pass
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+        self.results.put(None)
 
 
 # --- Services -----------------------------------------------------------------------------------
@@ -238,7 +303,7 @@ class Mentions:
         return ts, marker, body, {"Content-Type": "application/json", "X-Slack-Signature": sig, "X-Slack-Request-Timestamp": now}
 
 
-def run_loop(port: int, stub, mentions: Mentions, label: str, runs: int, concurrency: int, timeout: float, deadline: float) -> list[dict]:
+def run_loop(port: int, stand_ins: "StandIns", mentions: Mentions, label: str, runs: int, concurrency: int, timeout: float, deadline: float) -> list[dict]:
     """`concurrency` clients, each: mention, wait for the result in its thread, repeat; `runs` in all."""
     local = threading.local()
     outcomes: list[dict] = []
@@ -253,12 +318,12 @@ def run_loop(port: int, stub, mentions: Mentions, label: str, runs: int, concurr
                 conn.request("POST", "/slack/events", body=body, headers=headers)
                 response = conn.getresponse()
                 response.read()
-                return str(response.status), time.perf_counter()
+                return str(response.status), time.monotonic()
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 local.conn = None
                 if attempt == 2:
-                    return type(exc).__name__, time.perf_counter()
+                    return type(exc).__name__, time.monotonic()
         raise AssertionError("unreachable")
 
     def one(_: int) -> None:
@@ -267,11 +332,11 @@ def run_loop(port: int, stub, mentions: Mentions, label: str, runs: int, concurr
                 outcomes.append({"status": "skipped (time bound)"})
             return
         ts, marker, body, headers = mentions.next(label)
-        sent = time.perf_counter()
+        sent = time.monotonic()
         status, acked = post(body, headers)
         outcome = {"ts": ts, "marker": marker, "status": status, "ack_s": acked - sent}
         if status == "200":
-            result = stub.wait_result(ts, timeout)
+            result = stand_ins.wait_result(ts, timeout)
             if result is None:
                 outcome["status"] = "no result in time"
             else:
@@ -351,12 +416,11 @@ def main() -> int:
 
     tmpdir = tempfile.mkdtemp(prefix="bench-task-loop-")
     procs: list[tuple[subprocess.Popen, str]] = []
-    stub = fake = None
+    stand_ins = None
     external_temporal = bool(os.environ.get("TEMPORAL_ADDRESS"))
     try:
-        stub = timed_slack_stub()
-        fake = fake_upstream(upstream_s)
-        os.environ["SLACK_API_BASE_URL"] = stub.base_url
+        stand_ins = StandIns(upstream_s)
+        os.environ["SLACK_API_BASE_URL"] = stand_ins.slack_url
         ensure_postgres_database(DATABASE_URL)
         django.setup()
         if external_temporal:
@@ -372,9 +436,9 @@ def main() -> int:
             **os.environ,
             "PYTHONPATH": str(ROOT),
             "TEMPORAL_ADDRESS": address,
-            "LLM_OPENAI_BASE_URL": fake.base_url,
+            "LLM_OPENAI_BASE_URL": stand_ins.upstream_url,
             "LLM_OPENAI_API_KEY": PROVIDER_KEY,
-            "LLM_ANTHROPIC_BASE_URL": fake.base_url,
+            "LLM_ANTHROPIC_BASE_URL": stand_ins.upstream_url,
             "LLM_ANTHROPIC_API_KEY": PROVIDER_KEY,
             "LLM_GATEWAY_URL": f"http://127.0.0.1:{gateway_port}",
             "LLM_AGENT_MODEL": "gpt-4o-mini",
@@ -395,8 +459,8 @@ def main() -> int:
 
         mentions = Mentions()
         # Warm-up: the first run (workflow code, connections, caches) with a generous bound, then a few more.
-        warm = run_loop(web_port, stub, mentions, "warm", 1, 1, 120, time.monotonic() + 180)
-        warm += run_loop(web_port, stub, mentions, "warm", args.warmup, min(args.warmup, args.concurrency), args.result_timeout,
+        warm = run_loop(web_port, stand_ins, mentions, "warm", 1, 1, 120, time.monotonic() + 180)
+        warm += run_loop(web_port, stand_ins, mentions, "warm", args.warmup, min(args.warmup, args.concurrency), args.result_timeout,
                          time.monotonic() + 180)
         if any(o["status"] != "completed" for o in warm):
             raise RuntimeError(
@@ -406,15 +470,16 @@ def main() -> int:
             )
         print(f"warm-up: {len(warm)} runs completed", file=sys.stderr)
 
-        fake.reset()
-        started = time.perf_counter()
-        outcomes = run_loop(web_port, stub, mentions, "run", args.runs, args.concurrency, args.result_timeout,
+        stand_ins.ask("reset_upstream")
+        started = time.monotonic()
+        outcomes = run_loop(web_port, stand_ins, mentions, "run", args.runs, args.concurrency, args.result_timeout,
                             time.monotonic() + args.max_seconds)
-        wall = time.perf_counter() - started
+        wall = time.monotonic() - started
         time.sleep(1.0)  # a run's later posts (none expected) and stragglers' model calls
         statuses = dict(Counter(o["status"] for o in outcomes))
         completed = [o for o in outcomes if o["status"] == "completed"]
-        calls = upstream_calls_per_marker(fake)
+        calls = stand_ins.ask("upstream_calls")
+        posts, updates = stand_ins.ask("stats")
         model_calls = [calls.get(o["marker"], 0) for o in completed]
         overhead_ms = [(o["ack_to_result_s"] - calls.get(o["marker"], 0) * upstream_s) * 1000 for o in completed]
         end_to_end_ms = [o["ack_to_result_s"] * 1000 for o in completed]
@@ -423,8 +488,8 @@ def main() -> int:
         end_to_end = summarize(end_to_end_ms, args.runs, args.concurrency, wall, statuses)
         ack = summarize(ack_ms, args.runs, args.concurrency, wall, statuses)
         runs_per_s = round(len(completed) / wall, 2) if wall else 0.0
-        posts_per_run = Counter(stub.posts[o["ts"]] for o in completed)
-        base = baseline(fake.base_url, args.runs, args.concurrency)
+        posts_per_run = Counter(posts.get(o["ts"], 0) for o in completed)
+        base = baseline(stand_ins.upstream_url, args.runs, args.concurrency)
         print(f"overhead: {overhead}\nend to end: {end_to_end}\nbaseline: {base}", file=sys.stderr)
 
         met = bool(completed) and len(completed) == args.runs and overhead.p99_ms < 1000
@@ -450,7 +515,7 @@ def main() -> int:
             "baseline_direct_upstream_ms": asdict(base),
             "model_calls_per_run": dict(Counter(model_calls)),
             "thread_posts_per_run": dict(posts_per_run),
-            "status_message_updates": stub.updates,
+            "status_message_updates": updates,
             "ratios": {"ack_to_result_p50_over_baseline_p50": ratio(end_to_end.p50_ms, base.p50_ms),
                        "ack_to_result_p99_over_baseline_p99": ratio(end_to_end.p99_ms, base.p99_ms)},
             "target": {"overhead_p99_ms_under": 1000, "met": met},
@@ -469,7 +534,7 @@ def main() -> int:
             f"runs completed: {len(completed)}/{args.runs} {statuses}; {runs_per_s} runs/s at {args.concurrency} in flight "
             f"(wall {wall:.1f} s)",
             f"model calls per run: {dict(Counter(model_calls))}; chat.postMessage per thread: {dict(posts_per_run)}; "
-            f"chat.update calls: {stub.updates}",
+            f"chat.update calls: {updates}",
             f"ack->result / baseline: p50 {report['ratios']['ack_to_result_p50_over_baseline_p50']}x, "
             f"p99 {report['ratios']['ack_to_result_p99_over_baseline_p99']}x",
             f"target overhead p99 < 1000 ms: {'met' if met else 'NOT met'}",
@@ -483,12 +548,8 @@ def main() -> int:
     finally:
         for proc, name in reversed(procs):
             stop(proc, name)
-        for server in (stub, fake):
-            try:
-                if server is not None:
-                    server.close()
-            except Exception:
-                pass
+        if stand_ins is not None:
+            stand_ins.close()
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
