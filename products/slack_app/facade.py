@@ -38,8 +38,8 @@ from .mentions import (
 )
 from .inbox import Backlog, backlog
 from .models import Integration
-from .run_reports import RunReport, RunReportTarget, post_run_reply, report_run_outcome, show_run_status
 from .relay import MentionRelay, run_relay
+from .run_reports import RunReport, RunReportTarget, post_run_reply, report_run_outcome, show_run_status
 from .workspaces import InvalidWorkspaceSettings, connect_workspace
 
 __all__ = [
