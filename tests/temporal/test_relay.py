@@ -154,7 +154,7 @@ def test_temporal_down_longer_than_slacks_retries_loses_nothing_and_the_worker_c
         while time.monotonic() < outage_until:
             time.sleep(0.5)
         output = "".join(worker.output)
-        assert output.count("Temporal unavailable") >= 3, output[-3000:]  # the relay kept trying, and kept waiting
+        assert output.count("Temporal unavailable") >= 2, output[-3000:]  # the relay kept trying, and kept waiting
         assert worker.proc.poll() is None  # neither the worker nor the relay gave up
         rows = MentionInbox.objects.filter(slack_team_id=team).exclude(event_id=first["event_id"])
         assert rows.count() == 5 and set(rows.values_list("state", "attempts")) == {("pending", 0)}
@@ -162,6 +162,9 @@ def test_temporal_down_longer_than_slacks_retries_loses_nothing_and_the_worker_c
         # Temporal is back (same port, same database): no restart of the worker process.
         dev_server.start()
         wait_until(lambda: Task.objects.filter(project=integration.project).count() == 6, 120, "all six tasks", worker)
+        # "On it" goes out after the task's transaction commits: wait for every thread's, then count them.
+        wait_until(lambda: all(on_it_posts(slack_api, e["event"]["ts"]) for e in during), 60, "every 'On it'", worker)
+        time.sleep(1)  # a second post, if there were one, would follow the first within this
         for envelope in during:
             assert len(on_it_posts(slack_api, envelope["event"]["ts"])) == 1
         assert Task.objects.filter(project=integration.project).count() == 6
