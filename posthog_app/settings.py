@@ -150,6 +150,10 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 TEMPORAL_ADDRESS = os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233")
 TEMPORAL_NAMESPACE = os.environ.get("TEMPORAL_NAMESPACE", "default")
 TEMPORAL_TASK_QUEUE = os.environ.get("TEMPORAL_TASK_QUEUE", "slack-app")
+# Threads (= activities at once) of one worker. The built-in agent's turn holds one for the
+# whole model call (seconds to minutes) but no database connection meanwhile, so this bounds
+# how many tasks one worker works at once, not the database sessions it holds.
+TEMPORAL_ACTIVITY_THREADS = int(os.environ.get("TEMPORAL_ACTIVITY_THREADS", "64"))
 
 SLACK_SIGNING_SECRET = os.environ.get("SLACK_SIGNING_SECRET", "")
 # "Add to Slack" (OAuth v2) and "Sign in with Slack" (OpenID Connect): the Slack app's credentials

@@ -9,15 +9,9 @@ client live in temporal/connection.py, re-exported here.
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
-from temporalio.api.common.v1 import Payloads, WorkflowType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -33,14 +27,14 @@ from temporal.slack_mention.types import SlackMentionWorkflowInput
 
 # The task-run workflow (issue 9): its names, and starting and signalling it (the tasks
 # product's runner API notifies it; the mention workflow's activities start it).
-from temporal.task_run.constants import TASK_RUN_WORKFLOW_TYPE, task_run_workflow_id
-from temporal.task_run.starting import (
+from temporal.task_run.constants import TASK_RUN_WORKFLOW_TYPE, task_run_workflow_id  # noqa: F401 - re-exported
+from temporal.task_run.starting import (  # noqa: F401 - re-exported
     deliver_followup,
     notify_task_run,
     start_task_run_workflow,
     start_task_run_workflow_async,
 )
-from temporal.task_run.types import TaskRunWorkflowInput
+from temporal.task_run.types import TaskRunWorkflowInput  # noqa: F401 - re-exported
 
 # The shared connection (temporal/connection.py), re-exported: callers import it from here.
 from temporal.connection import (  # noqa: F401 - re-exported
@@ -49,6 +43,7 @@ from temporal.connection import (  # noqa: F401 - re-exported
     _call,
     get_client,
     run_sync,
+    start_once,
 )
 
 
@@ -89,34 +84,16 @@ def start_mention_workflow(inp: SlackMentionWorkflowInput) -> bool:
     USE_EXISTING (a running duplicate is the same mention) and reuse policy
     REJECT_DUPLICATE (a closed one is never run again), so any number of deliveries of
     one event make one workflow. Raises `TemporalUnavailable` when Temporal is unreachable.
-
-    The request is built at the service level (not `Client.start_workflow`) because only
-    the raw response says whether this call started the workflow (`started`).
     """
-    workflow_id = mention_workflow_id(inp.slack_team_id, inp.event_id)
-
     async def start() -> bool:
-        client = await get_client()
-        request = StartWorkflowExecutionRequest(
-            namespace=client.namespace,
-            workflow_id=workflow_id,
-            workflow_type=WorkflowType(name=WORKFLOW_TYPE),
-            task_queue=TaskQueue(name=settings.TEMPORAL_TASK_QUEUE),
-            input=Payloads(payloads=await client.data_converter.encode([inp])),
-            identity=client.identity,
-            request_id=str(uuid.uuid4()),
-            workflow_id_reuse_policy=int(WorkflowIDReusePolicy.REJECT_DUPLICATE),
-            workflow_id_conflict_policy=int(WorkflowIDConflictPolicy.USE_EXISTING),
+        return await start_once(
+            await get_client(),
+            workflow_id=mention_workflow_id(inp.slack_team_id, inp.event_id),
+            workflow_type=WORKFLOW_TYPE,
+            arg=inp,
+            task_queue=None,
+            rpc_timeout=START_RPC_TIMEOUT,
         )
-        try:
-            response = await client.workflow_service.start_workflow_execution(
-                request, retry=True, timeout=START_RPC_TIMEOUT
-            )
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.ALREADY_EXISTS:
-                return False  # closed earlier and REJECT_DUPLICATE: this event was already handled
-            raise
-        return bool(response.started)
 
     try:
         return _call(start(), timeout=START_DEADLINE_SECONDS)

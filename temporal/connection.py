@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Coroutine
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
+from temporalio.api.common.v1 import Payloads, WorkflowType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 T = TypeVar("T")
@@ -102,3 +108,34 @@ def _call(coro: Coroutine[Any, Any, T], timeout: float) -> T:
         if "connect" in str(exc).lower():
             raise TemporalUnavailable(str(exc)) from exc
         raise
+
+
+async def start_once(
+    client: Client, *, workflow_id: str, workflow_type: str, arg: Any, task_queue: str | None, rpc_timeout: timedelta
+) -> bool:
+    """Start `workflow_type` as `workflow_id` unless it exists; True if this call started it.
+
+    Conflict policy USE_EXISTING (a running one with this id is the same work) and reuse
+    policy REJECT_DUPLICATE (a closed one is never run again) make any number of starts
+    of one id one execution. The request is built at the service level (not
+    `Client.start_workflow`) because only the raw response says whether this call
+    started the workflow (`started`).
+    """
+    request = StartWorkflowExecutionRequest(
+        namespace=client.namespace,
+        workflow_id=workflow_id,
+        workflow_type=WorkflowType(name=workflow_type),
+        task_queue=TaskQueue(name=task_queue or settings.TEMPORAL_TASK_QUEUE),
+        input=Payloads(payloads=await client.data_converter.encode([arg])),
+        identity=client.identity,
+        request_id=str(uuid.uuid4()),
+        workflow_id_reuse_policy=int(WorkflowIDReusePolicy.REJECT_DUPLICATE),
+        workflow_id_conflict_policy=int(WorkflowIDConflictPolicy.USE_EXISTING),
+    )
+    try:
+        response = await client.workflow_service.start_workflow_execution(request, retry=True, timeout=rpc_timeout)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.ALREADY_EXISTS:
+            return False  # closed earlier, and REJECT_DUPLICATE: this work was already done
+        raise
+    return bool(response.started)

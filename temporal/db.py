@@ -28,6 +28,12 @@ def activity_finished() -> None:
             _by_thread.setdefault(threading.current_thread(), set()).update(opened)
 
 
+def release_connections() -> None:
+    """Close this thread's connections now (an activity about to wait long on something else)."""
+    for conn in connections.all(initialized_only=True):
+        conn.close()
+
+
 def close_connections_of_stopped_threads() -> None:
     """Close the connections left by activity threads that have exited."""
     with _lock:

@@ -28,7 +28,7 @@ from temporalio.exceptions import ApplicationError
 from products.agent import facade as agent
 from products.slack_app import facade as slack
 from products.tasks import facade as tasks
-from temporal.db import activity_finished, activity_started
+from temporal.db import activity_finished, activity_started, release_connections
 from temporal.heartbeat import heartbeating
 
 from .constants import (
@@ -177,6 +177,9 @@ def answer_task_run_activity(inp: AnswerInput) -> AnswerResult:
     if earlier and not followups:  # nothing new to answer (the follow-ups seen waiting are gone): the last answer stands
         return AnswerResult(quota_limited=False, text=earlier[-1].content, cursor=inp.cursor, conversation=list(inp.earlier))
     conversation = agent.build_conversation(run, followups, earlier)
+    # The model call takes seconds to minutes: hold no database session meanwhile, so a
+    # worker's many agent turns in flight (TEMPORAL_ACTIVITY_THREADS) are not as many sessions.
+    release_connections()
     try:
         reply = agent.answer(run, conversation)
     except agent.AgentQuotaExceeded as exceeded:

@@ -6,19 +6,13 @@ workflow's activities can start task runs without importing `temporal.client`.
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import timedelta
 
-from django.conf import settings
-from temporalio.api.common.v1 import Payloads, WorkflowType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from temporal.connection import _call, get_client
+from temporal.connection import _call, get_client, start_once
 
 from .constants import SIGNAL_FOLLOWUP, SIGNAL_RUN_CHANGED, TASK_RUN_WORKFLOW_TYPE, task_run_workflow_id
 from .types import TaskRunWorkflowInput
@@ -44,26 +38,14 @@ async def start_task_run_workflow_async(client: Client, inp: TaskRunWorkflowInpu
     `TEMPORAL_TASK_QUEUE`; an activity passes its own, so the run is served by the
     workers that serve the mention.
     """
-    request = StartWorkflowExecutionRequest(
-        namespace=client.namespace,
+    return await start_once(
+        client,
         workflow_id=task_run_workflow_id(inp.run_id),
-        workflow_type=WorkflowType(name=TASK_RUN_WORKFLOW_TYPE),
-        task_queue=TaskQueue(name=task_queue or settings.TEMPORAL_TASK_QUEUE),
-        input=Payloads(payloads=await client.data_converter.encode([inp])),
-        identity=client.identity,
-        request_id=str(uuid.uuid4()),
-        workflow_id_reuse_policy=int(WorkflowIDReusePolicy.REJECT_DUPLICATE),
-        workflow_id_conflict_policy=int(WorkflowIDConflictPolicy.USE_EXISTING),
+        workflow_type=TASK_RUN_WORKFLOW_TYPE,
+        arg=inp,
+        task_queue=task_queue,
+        rpc_timeout=TASK_RUN_START_RPC_TIMEOUT,
     )
-    try:
-        response = await client.workflow_service.start_workflow_execution(
-            request, retry=True, timeout=TASK_RUN_START_RPC_TIMEOUT
-        )
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.ALREADY_EXISTS:
-            return False  # this run's workflow ran and closed
-        raise
-    return bool(response.started)
 
 
 def start_task_run_workflow(inp: TaskRunWorkflowInput, *, task_queue: str | None = None) -> bool:

@@ -61,7 +61,7 @@ class Command(BaseCommand):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        worker = build_worker(client, task_queue)
+        worker = build_worker(client, task_queue, max_activity_threads=settings.TEMPORAL_ACTIVITY_THREADS)
         relay_stop = threading.Event()
         relay_task = asyncio.create_task(asyncio.to_thread(run_relay, relay_stop)) if relay else None
         try:
