@@ -40,7 +40,6 @@ import os
 import random
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,7 +56,7 @@ RESULTS = ROOT / "bench" / "results"
 LITELLM_VENV = ROOT / ".bench" / "litellm-venv"
 sys.path.insert(0, str(ROOT))
 
-from bench.support import Figures, stop  # noqa: E402
+from bench.support import Figures, free_port, stop  # noqa: E402
 
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/posthog_bench_llm_gateway")
 LITELLM_DATABASE_URL = os.environ.get("BENCH_LITELLM_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/posthog_bench_litellm")
@@ -70,12 +69,6 @@ PROMPT = [{"role": "user", "content": "Say hello in one short sentence."}]
 
 
 # --- Processes --------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_http(url: str, timeout: float, proc: subprocess.Popen | None = None, log: str | None = None) -> None:

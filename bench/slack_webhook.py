@@ -41,7 +41,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,7 +57,7 @@ VENV_BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
-from bench.support import Figures, ensure_postgres_database, stop  # noqa: E402
+from bench.support import Figures, ensure_postgres_database, free_port, stop, wait_for_port  # noqa: E402
 
 SIGNING_SECRET = "bench-signing-secret"
 TEAM_ID = "TBENCH"
@@ -78,25 +77,6 @@ os.environ.update(
     ALLOWED_HOSTS="127.0.0.1,localhost",
     TEMPORAL_TASK_QUEUE=TASK_QUEUE,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited early with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on {port} after {timeout}s")
 
 
 # --- Services ---------------------------------------------------------------------------------
