@@ -454,16 +454,10 @@ def notify_workflow(run_id: int) -> None:
 
 
 def _notify_now(run_id: int) -> None:
-    try:
-        from temporal import client as temporal_client  # products reach Temporal only through temporal.client
+    # products reach Temporal only through temporal.client; notify_task_run never raises (best effort).
+    from temporal.client import notify_task_run
 
-        notify = getattr(temporal_client, "notify_task_run", None)
-        if notify is None:
-            logger.debug("temporal.client has no notify_task_run yet; run %s's workflow will see it when it polls", run_id)
-            return
-        notify(run_id)
-    except Exception:
-        logger.warning("could not tell the workflow of task run %s that it changed", run_id, exc_info=True)
+    notify_task_run(run_id)
 
 
 # --- Internals ------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -525,27 +526,57 @@ def test_a_runner_that_keeps_reporting_is_never_failed(setup, settings):
 # --- Telling the workflow ------------------------------------------------------------------------------
 
 
-def test_claim_progress_and_finish_tell_the_runs_workflow_and_a_temporal_error_never_fails_the_call(
-    setup, monkeypatch, django_capture_on_commit_callbacks
-):
-    """The workflow must hear of a change at once; Temporal being down must not cost the runner its call."""
-    import temporal.client
+def _open_run_workflow(run_id: int):
+    """An open execution under the run's workflow id (no worker needed: Temporal records signals to it)."""
+    from temporal.client import get_client, run_sync, task_run_workflow_id
 
-    project, _, value, _ = setup
-    told: list[int] = []
+    async def start():
+        client = await get_client()
+        return await client.start_workflow(
+            "test-signal-recorder", id=task_run_workflow_id(run_id), task_queue=f"nobody-{run_id}-{time.time_ns()}"
+        )
 
-    def notify(run_id: int) -> None:
-        told.append(run_id)
-        raise RuntimeError("Temporal is down")
+    return run_sync(start(), timeout=10)
 
-    monkeypatch.setattr(temporal.client, "notify_task_run", notify, raising=False)
+
+def _signals_received(handle) -> list[str]:
+    from temporal.client import run_sync
+
+    async def names():
+        history = await handle.fetch_history()
+        return [e.workflow_execution_signaled_event_attributes.signal_name for e in history.events
+                if e.HasField("workflow_execution_signaled_event_attributes")]
+
+    return run_sync(names(), timeout=10)
+
+
+def test_claim_progress_and_finish_tell_the_runs_workflow(setup, temporal, django_capture_on_commit_callbacks):
+    """The workflow must hear of a change at once (a real Temporal server receives the signals)."""
+    project, _, value, task = setup
+    run_id = TaskRun.objects.get(task=task).pk
+    handle = _open_run_workflow(run_id)
     # The test's transaction never commits: run the after-commit callbacks as a commit would.
     with django_capture_on_commit_callbacks(execute=True):
         run = claimed(setup)
         assert post(f"{base(project.id)}/{run['id']}/heartbeat/", {"runner": "runner-a"}, value).status_code == 200
         assert post(f"{base(project.id)}/{run['id']}/progress/", {"runner": "runner-a", "line": "x"}, value).status_code == 200
         assert finish(project, run["id"], value, status="completed", summary="ok").status_code == 200
-    assert told == [run["id"]] * 3  # claim, progress, finish (a heartbeat changes nothing the thread shows)
+    assert run["id"] == run_id
+    # claim, progress, finish (a heartbeat changes nothing the thread shows)
+    assert _signals_received(handle) == ["run_changed"] * 3
+
+
+def test_temporal_unreachable_never_fails_a_runners_call(setup, settings, django_capture_on_commit_callbacks):
+    """Temporal being down must not cost the runner its call: the workflow also polls."""
+    project, _, value, _ = setup
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        settings.TEMPORAL_ADDRESS = f"127.0.0.1:{sock.getsockname()[1]}"
+    with django_capture_on_commit_callbacks(execute=True):
+        run = claimed(setup)
+        assert post(f"{base(project.id)}/{run['id']}/progress/", {"runner": "runner-a", "line": "x"}, value).status_code == 200
+        assert finish(project, run["id"], value, status="completed", summary="ok").status_code == 200
+    assert TaskRun.objects.get(pk=run["id"]).status == TaskRun.Status.COMPLETED
 
 
 # --- The example runner, end to end ------------------------------------------------------------------
@@ -587,17 +618,14 @@ def test_the_example_runner_works_a_run_end_to_end_against_a_live_server(live_se
     assert refused.returncode == 1 and "401" in refused.stderr
 
 
-def test_the_sweep_tells_the_workflow_of_each_run_it_failed(setup, monkeypatch, django_capture_on_commit_callbacks):
+def test_the_sweep_tells_the_workflow_of_each_run_it_failed(setup, temporal, django_capture_on_commit_callbacks):
     """A run failed for a quiet runner must reach the thread even if nothing else happens to it."""
-    import temporal.client
-
-    told: list[int] = []
-    monkeypatch.setattr(temporal.client, "notify_task_run", told.append, raising=False)
     run = claimed(setup)
     age(run["id"], 10_000)
+    handle = _open_run_workflow(run["id"])
     with django_capture_on_commit_callbacks(execute=True):
         assert fail_stale_task_runs() == [run["id"]]
-    assert told == [run["id"]]
+    assert _signals_received(handle) == ["run_changed"]
 
 
 def test_the_task_api_shows_what_the_runner_reported(setup):
