@@ -43,16 +43,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+import redis
 from django.db import InterfaceError, OperationalError
 
-from products.billing.facade import QuotaResource, QuotaStateUnavailable, is_team_limited
+from posthog_app.redis_client import get_client as get_redis
+from products.billing.facade import QuotaResource, QuotaStateUnavailable, is_team_limited, queue_team_limited, team_limited_from
 # temporal.client is the only temporal/ module products/ may import (it re-exports the names used here).
 from temporal.client import mention_workflow_id
 
-from . import inbox, lifecycle, validation
+from . import inbox, lifecycle, validation, workspaces
 from .errors import MalformedRequest, TryAgainLater
 from .inbox_models import MentionInbox
-from .workspaces import find_integration
+from .workspaces import MentionTarget
 
 logger = logging.getLogger(__name__)
 
@@ -134,26 +136,22 @@ def _handle_envelope(envelope: Any, delivery: Delivery) -> EventResult:
     validation.optional("event.event_ts", event.get("event_ts"), validation.TS)
     validation.mention_text(event.get("text"))
 
-    integration = find_integration(team_id)
-    if integration is None:
+    target, limited = _target_and_quota(team_id)
+    if target is None:
         logger.warning("slack app_mention from unknown workspace %s (event %s); ignoring", team_id, event_id)
         return EventResult(Outcome.UNKNOWN_WORKSPACE, detail=team_id)
 
     workflow_id = mention_workflow_id(team_id, event_id)
     action = MentionInbox.Action.START
-    try:
-        limited = is_team_limited(
-            integration.project.api_token, QuotaResource.AI_CREDITS, timeout=QUOTA_CHECK_TIMEOUT_SECONDS
-        )
-    except QuotaStateUnavailable as exc:
+    if isinstance(limited, QuotaStateUnavailable):
         if settings.QUOTA_CHECK_FAILURE_MODE == "closed":
-            logger.error("quota state unavailable (%s); refusing mention %s (QUOTA_CHECK_FAILURE_MODE=closed)", exc, workflow_id)
+            logger.error("quota state unavailable (%s); refusing mention %s (QUOTA_CHECK_FAILURE_MODE=closed)", limited, workflow_id)
             action = MentionInbox.Action.TRY_AGAIN
         else:
             logger.error(
                 "quota state unavailable (%s); accepting mention %s anyway (QUOTA_CHECK_FAILURE_MODE=open), "
                 "the workflow's quota gate will check again",
-                exc,
+                limited,
                 workflow_id,
             )
         limited = False
@@ -162,7 +160,7 @@ def _handle_envelope(envelope: Any, delivery: Delivery) -> EventResult:
 
     # One row per event; the relay posts the refusal or starts the workflow (see the module docstring).
     recorded = inbox.record(
-        integration_id=integration.pk,
+        integration_id=target.integration_id,
         action=action,
         slack_team_id=team_id,
         event_id=event_id,
@@ -177,6 +175,42 @@ def _handle_envelope(envelope: Any, delivery: Delivery) -> EventResult:
         "mention %s: %s (delivery retry %s %s)", workflow_id, outcome.value, delivery.retry_num, delivery.retry_reason
     )
     return EventResult(outcome, workflow_id=workflow_id)
+
+
+def _target_and_quota(team_id: str) -> tuple[MentionTarget | None, bool | QuotaStateUnavailable]:
+    """The workspace's enabled integration and whether its project is over quota, in one Redis round trip when cached.
+
+    One pipeline reads the workspaces' generation (workspaces.py) and the quota score of
+    the cached project; the cached lookup stands if the generation has not moved, else it
+    is made again in the database (and the quota read again if the project changed).
+    Redis unreachable or slower than QUOTA_CHECK_TIMEOUT_SECONDS: the lookup comes from
+    the database and the quota state is returned as the `QuotaStateUnavailable` to act on.
+    """
+    cached = workspaces.cached_target(team_id)
+    try:
+        pipe = get_redis(QUOTA_CHECK_TIMEOUT_SECONDS).pipeline(transaction=False)
+        pipe.get(workspaces.WORKSPACES_GENERATION_KEY)
+        if cached is not None and cached.target is not None:
+            queue_team_limited(pipe, cached.target.api_token, QuotaResource.AI_CREDITS)
+        replies = pipe.execute()
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        workspaces.forget_targets()  # a change made meanwhile could not be announced
+        return workspaces.load_target(team_id), QuotaStateUnavailable(str(exc))
+    generation = replies[0]
+    if cached is not None and cached.generation == generation:
+        if cached.target is None:
+            return None, False
+        return cached.target, team_limited_from(replies[1])
+    target = workspaces.load_target(team_id)
+    workspaces.remember_target(team_id, target, generation)
+    if target is None:
+        return None, False
+    if cached is not None and cached.target is not None and cached.target.api_token == target.api_token:
+        return target, team_limited_from(replies[1])
+    try:
+        return target, is_team_limited(target.api_token, QuotaResource.AI_CREDITS, timeout=QUOTA_CHECK_TIMEOUT_SECONDS)
+    except QuotaStateUnavailable as exc:
+        return target, exc
 
 
 # (action on record, recorded now?) -> outcome. A refusal is reported as such however often it is delivered.

@@ -11,6 +11,11 @@ None when it is not one of ours (it is then ignored).
 * `app_home_opened` (the Home tab): the viewer is recorded and the tab is published by
   a Celery task after this request's transaction commits (home.py).
 
+Every save or deletion of an Integration (install, reinstall, token rotation, admin
+edits) and every status change (`disable_workspace`, `mark_broken`) announces itself
+(`workspaces.announce_workspace_change`), so the webhook's cached lookups are dropped in
+every process before the next mention.
+
 Also the billing page's notices: the organization's admins are told about a Slack app
 that is disabled or broken, with the link that mends it (`billing_notices`).
 """
@@ -28,7 +33,7 @@ from products.billing.facade import BillingNotice
 
 from . import tasks
 from .models import HomeTabViewer, Integration
-from .workspaces import broken_integrations, disable_workspace, find_integration
+from .workspaces import announce_workspace_change, broken_integrations, disable_workspace, find_integration
 
 logger = logging.getLogger(__name__)
 
@@ -132,9 +137,21 @@ def billing_notices(sender: Any = None, *, organization, user, **kwargs: Any) ->
     return notices
 
 
+def announce_integration_change(sender: Any = None, **kwargs: Any) -> None:
+    """Receiver of Integration's post_save and post_delete (install, reinstall, token rotation, admin edits,
+    deletion with its project): the webhook's cached lookups of every process are dropped (workspaces.py)."""
+    announce_workspace_change()
+
+
 def connect_signals() -> None:
-    """Connect the Home tab refresh and the billing page's notices to billing's signals."""
+    """Connect the Home tab refresh and the billing page's notices to billing's signals, and the
+    webhook cache's invalidation to Integration's saves and deletions."""
+    from django.db.models.signals import post_delete, post_save
+
     from products.billing.facade import billing_page_notices, quota_recomputed
+
+    post_save.connect(announce_integration_change, sender=Integration, dispatch_uid="slack_app.workspace_changed_save")
+    post_delete.connect(announce_integration_change, sender=Integration, dispatch_uid="slack_app.workspace_changed_delete")
 
     quota_recomputed.connect(refresh_home_tabs_for, dispatch_uid="slack_app.refresh_home_tabs")
     billing_page_notices.connect(billing_notices, dispatch_uid="slack_app.billing_notices")

@@ -1,8 +1,11 @@
 """Slack's HTTP entry points. Thin: check size and signature, hand the body to events/interactivity, map the outcome.
 
 Slack gives us 3 seconds and retries otherwise, so nothing slow happens here. A mention
-costs a DB lookup, one Redis ZSCORE and one inbox write (the relay in the worker process
-starts the workflow or posts the refusal); a picker click, one Temporal signal.
+costs one Redis round trip (the quota score and the workspaces' generation, which says
+whether the cached workspace lookup still stands: workspaces.py) and one inbox write (the
+relay in the worker process starts the workflow or posts the refusal); a picker click,
+one Temporal signal. Both are served through `posthog_app.wsgi.SlackWSGIHandler`, which
+leaves out the middleware they do not use.
 """
 from __future__ import annotations
 

@@ -2,17 +2,40 @@
 
 Status changes (`disable_workspace`, `mark_broken`) are single UPDATEs, so a webhook
 and a worker changing the same integration at once never lose each other's write.
+
+The webhook finds a workspace's integration through a small in-process cache
+(`cached_target` / `remember_target`), checked on every request against a generation
+in Redis (`WORKSPACES_GENERATION_KEY`) read in the same round trip as the quota check.
+Every change to an integration announces itself (`announce_workspace_change`: a new
+generation, written at once and again after the change commits), so an uninstall, a
+revocation or a reinstall is seen by the next mention in every process, not after a
+TTL. The TTL (`WORKSPACE_CACHE_SECONDS`) only bounds what a missed announcement (Redis
+down at that moment, a change made by hand in SQL) can leave stale.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
+from django.db import connection, transaction
 from django.utils import timezone
+
+from posthog_app.redis_client import get_client
 
 from .models import Integration
 
 logger = logging.getLogger(__name__)
+
+# Redis key (a contract): a random value replaced whenever any Slack integration changes.
+# Random, not a counter, so a flushed and re-created key can never repeat an old value.
+WORKSPACES_GENERATION_KEY = "slack:workspaces:generation"
+# How long a cached lookup may be used even when the generation has not moved.
+WORKSPACE_CACHE_SECONDS = 10.0
+# More distinct workspaces than this in one process: the cache starts over (signed requests only reach it).
+WORKSPACE_CACHE_MAX_ENTRIES = 10_000
 
 # Slack error codes meaning the bot token will never work again: the integration is
 # marked broken (admin, billing page) until an admin installs the app again.
@@ -74,6 +97,97 @@ def find_integration(team_id: str) -> Integration | None:
     return None
 
 
+# --- The webhook's cached lookup ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MentionTarget:
+    """What the webhook needs of a workspace's enabled integration: its id and its project's API token (quota key)."""
+
+    integration_id: int
+    api_token: str
+
+
+@dataclass(frozen=True)
+class CachedTarget:
+    target: MentionTarget | None  # None: no enabled integration (unknown, uninstalled or revoked)
+    generation: bytes | None  # WORKSPACES_GENERATION_KEY's value read before the lookup
+    expires_at: float
+
+
+class WorkspaceCache:
+    """team id -> CachedTarget, per process, shared by its threads (entries are immutable)."""
+
+    def __init__(self, ttl: float = WORKSPACE_CACHE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._entries: dict[str, CachedTarget] = {}
+
+    def get(self, team_id: str) -> CachedTarget | None:
+        """The unexpired entry for `team_id`, if any; the caller still compares its generation."""
+        entry = self._entries.get(team_id)
+        if entry is None or entry.expires_at <= self.clock():
+            return None
+        return entry
+
+    def put(self, team_id: str, target: MentionTarget | None, generation: bytes | None) -> None:
+        if len(self._entries) >= WORKSPACE_CACHE_MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[team_id] = CachedTarget(target, generation, self.clock() + self.ttl)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+_cache = WorkspaceCache()
+
+
+def cached_target(team_id: str) -> CachedTarget | None:
+    """This process's unexpired lookup of `team_id`; valid only if its generation is the current one."""
+    return _cache.get(team_id)
+
+
+def load_target(team_id: str) -> MentionTarget | None:
+    """Look the workspace's enabled integration up in the database (`find_integration`'s rule, one query)."""
+    integration = find_integration(team_id)
+    return None if integration is None else MentionTarget(integration.pk, integration.project.api_token)
+
+
+def remember_target(team_id: str, target: MentionTarget | None, generation: bytes | None) -> None:
+    """Cache a lookup made after reading `generation` (read before, so a change during the lookup is seen next time)."""
+    _cache.put(team_id, target, generation)
+
+
+def forget_targets() -> None:
+    """Drop this process's cached lookups (Redis unreachable: changes cannot be announced meanwhile)."""
+    _cache.clear()
+
+
+def announce_workspace_change() -> None:
+    """Tell every process's webhook cache that some Slack integration changed: now, and again after the commit.
+
+    Now: the next mention anywhere reloads. After the commit: a lookup that read the
+    uncommitted past in between is thrown away too. Redis unreachable: logged; caches
+    then expire within WORKSPACE_CACHE_SECONDS.
+    """
+    _cache.clear()
+    _new_generation()
+    if connection.in_atomic_block:
+        transaction.on_commit(_new_generation)
+
+
+def _new_generation() -> None:
+    _cache.clear()
+    try:
+        get_client().set(WORKSPACES_GENERATION_KEY, uuid.uuid4().hex)
+    except Exception as exc:  # noqa: BLE001 - Redis down: the change is saved; caches expire on their own
+        logger.warning(
+            "could not announce a Slack workspace change in Redis (%s); other processes see it within %ss",
+            exc,
+            WORKSPACE_CACHE_SECONDS,
+        )
+
+
 def disable_workspace(team_id: str, reason: str, *, bot_user_ids: Iterable[str] | None = None) -> int:
     """Disable every integration of workspace `team_id` (only those of `bot_user_ids`, if given); return how many.
 
@@ -89,6 +203,7 @@ def disable_workspace(team_id: str, reason: str, *, bot_user_ids: Iterable[str] 
         qs = qs.filter(bot_user_id__in=[*bot_user_ids, ""])
     count = qs.update(status=Integration.Status.DISABLED, status_reason=reason[:255], status_changed_at=timezone.now())
     if count:
+        announce_workspace_change()
         logger.warning("disabled %d Slack integration(s) of workspace %s: %s", count, team_id, reason)
     return count
 
@@ -107,6 +222,7 @@ def mark_broken(integration_id: int, code: str) -> bool:
         > 0
     )
     if changed:
+        announce_workspace_change()
         logger.error("Slack integration #%s is broken: Slack answered %s; an admin must add the app to Slack again", integration_id, code)
     return changed
 
