@@ -141,6 +141,13 @@ DATABASES = {
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
     )
 }
+# PostgreSQL: give up connecting after this many seconds (libpq's connect_timeout; 2 is its
+# smallest), so a database that does not answer makes the Slack webhook answer 503 well inside
+# Slack's 3 seconds (Slack delivers again) instead of hanging a server thread. A
+# connect_timeout given in DATABASE_URL's query string wins.
+DATABASE_CONNECT_TIMEOUT = int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "2"))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # SQLite (make run only) ignores covering-index columns; that is fine for development.
 SILENCED_SYSTEM_CHECKS = ["models.W040"] if DATABASES["default"]["ENGINE"].endswith("sqlite3") else []
