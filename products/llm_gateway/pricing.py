@@ -12,8 +12,10 @@ plus its cache counts, which `Usage.total_input_tokens` adds up).
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import genai_prices
@@ -117,20 +119,37 @@ def package_cost(provider: str, model: str, usage: TokenUsage) -> Decimal | None
     """genai-prices' cost for the call, or None for a model it does not know."""
     if not model:
         return None
+    found = _package_model(provider, model)
+    if found is None:
+        return None
+    provider_info, model_info = found
+    calculation = model_info.calc_price(
+        genai_prices.Usage(
+            input_tokens=usage.total_input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens or None,
+            cache_write_tokens=usage.cache_write_tokens or None,
+        ),
+        provider_info,
+        genai_request_timestamp=datetime.now(tz=timezone.utc),
+    )
+    return Decimal(calculation.total_price)
+
+
+@functools.lru_cache(maxsize=4096)
+def _package_model(provider: str, model: str):
+    """genai-prices' (provider, model) entry for a model name, or None; looked up once per name.
+
+    Matching a name against the table walks every model's match rules (regular expressions
+    included): measured, it was most of the cost of recording a call. The snapshot ships
+    with the package, so an answer holds for the life of the process.
+    """
+    from genai_prices import data_snapshot
+
     try:
-        calculation = genai_prices.calc_price(
-            genai_prices.Usage(
-                input_tokens=usage.total_input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_read_tokens=usage.cache_read_tokens or None,
-                cache_write_tokens=usage.cache_write_tokens or None,
-            ),
-            model_ref=model,
-            provider_id=provider,
-        )
+        return data_snapshot.get_snapshot().find_provider_model(model, None, provider, None)
     except LookupError:
         return None
-    return Decimal(calculation.total_price)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
 from posthog_app.json_input import InvalidJSON, parse_json
@@ -33,7 +32,7 @@ from .pricing import known_models
 from .products import ProductConfig, UnknownProduct, known_product_names, resolve_product
 from .streaming import SSERelay, note_body_usage, stream_error_event
 from .throttles import ThrottleContext, check_throttles
-from .upstream import get_client, upstream_for
+from .upstream import UpstreamError, UpstreamResponse, send, upstream_for
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_BODY_DEPTH = 128  # tool schemas nest deeper than usage events do
@@ -190,7 +189,7 @@ def _throttle_context(product: ProductConfig, caller: Caller, model: str, body: 
     )
 
 
-def _answer(status: int, content: bytes, upstream_response: httpx.Response, trace_id: str) -> HttpResponse:
+def _answer(status: int, content: bytes, upstream_response: UpstreamResponse, trace_id: str) -> HttpResponse:
     response = HttpResponse(
         content, status=status, content_type=upstream_response.headers.get("content-type", "application/json")
     )
@@ -203,14 +202,14 @@ def _answer(status: int, content: bytes, upstream_response: httpx.Response, trac
 
 async def _plain(api: Api, meter: CallMeter, url: str, headers: dict[str, str], body: dict[str, Any]) -> HttpResponse:
     try:
-        upstream_response = await get_client().post(url, content=json.dumps(body).encode(), headers=headers)
-    except httpx.HTTPError as exc:
-        meter.fail(f"The {api.provider} upstream could not be reached: {type(exc).__name__}: {exc}", 502)
+        upstream_response = await send(url, json.dumps(body).encode(), headers, stream=False)
+        content = await upstream_response.read()
+    except UpstreamError as exc:
+        meter.fail(f"The {api.provider} upstream could not be reached: {exc}", 502)
         meter.finish()
         return render(UpstreamUnreachable(f"The {api.provider} upstream could not be reached."), api.shape, meter.trace_id)
     meter.first_token()  # a whole answer: its first token arrives with it
     meter.http_status = upstream_response.status_code
-    content = upstream_response.content
     if upstream_response.status_code >= 400:
         meter.fail(content.decode("utf-8", "replace"), upstream_response.status_code)
     else:
@@ -226,22 +225,18 @@ async def _stream(api: Api, meter: CallMeter, url: str, headers: dict[str, str],
         if not options.get("include_usage"):
             body["stream_options"] = {**options, "include_usage": True}  # so the last chunk carries usage
             drop_usage_chunk = True  # ... which this client did not ask to see
-    client = get_client()
-    request = client.build_request("POST", url, content=json.dumps(body).encode(), headers=headers)
     try:
-        upstream_response = await client.send(request, stream=True)
-    except httpx.HTTPError as exc:
-        meter.fail(f"The {api.provider} upstream could not be reached: {type(exc).__name__}: {exc}", 502)
+        upstream_response = await send(url, json.dumps(body).encode(), headers, stream=True)
+    except UpstreamError as exc:
+        meter.fail(f"The {api.provider} upstream could not be reached: {exc}", 502)
         meter.finish()
         return render(UpstreamUnreachable(f"The {api.provider} upstream could not be reached."), api.shape, meter.trace_id)
     meter.http_status = upstream_response.status_code
     if upstream_response.status_code >= 400 or "text/event-stream" not in upstream_response.headers.get("content-type", ""):
         try:
-            content = await upstream_response.aread()
-        except httpx.HTTPError as exc:
+            content = await upstream_response.read()
+        except UpstreamError as exc:
             content = str(exc).encode()
-        finally:
-            await upstream_response.aclose()
         if upstream_response.status_code >= 400:
             meter.fail(content.decode("utf-8", "replace"), upstream_response.status_code)
         else:
@@ -260,10 +255,10 @@ async def _stream(api: Api, meter: CallMeter, url: str, headers: dict[str, str],
     return response
 
 
-async def _relay(api: Api, meter: CallMeter, relay: SSERelay, upstream_response: httpx.Response) -> AsyncIterator[bytes]:
+async def _relay(api: Api, meter: CallMeter, relay: SSERelay, upstream_response: UpstreamResponse) -> AsyncIterator[bytes]:
     """Yield the upstream's events as they arrive; meter whatever happened, however the stream ends."""
     try:
-        async for chunk in upstream_response.aiter_bytes():
+        async for chunk in upstream_response.iter_chunks():
             out = relay.feed(chunk)
             if out:
                 yield out
@@ -272,8 +267,8 @@ async def _relay(api: Api, meter: CallMeter, relay: SSERelay, upstream_response:
             yield tail
         if not relay.completed:
             meter.fail("The upstream stream ended before the provider's end-of-stream event.")
-    except httpx.HTTPError as exc:
-        meter.fail(f"The upstream stream broke off: {type(exc).__name__}: {exc}")
+    except UpstreamError as exc:
+        meter.fail(f"The upstream stream broke off: {exc}")
         yield stream_error_event(api.shape, "The upstream stream broke off.")
     except BaseException:  # the client went away (cancelled, or the generator closed): keep what was seen
         meter.client_disconnected = True

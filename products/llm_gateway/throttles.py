@@ -19,10 +19,12 @@ The chain, in order:
 4. `UserCostThrottle` ("user_cost", every product): USD spent by one user of the product,
    burst window then sustained window.
 
-All the Redis reads of the chain go in ONE pipelined round trip from one worker thread
-(`check_throttles`): each throttle queues its commands (`reads`) and judges their replies;
-a throttle that cannot (an http quota source, a stand-in) runs its own `check` alongside.
-Each throttle's `check` alone is the same, in a pipeline of its own.
+All the Redis reads of the chain go in ONE pipelined round trip, on the event loop itself
+(redis.asyncio: no worker thread, so no wait for the GIL behind the process's other
+threads) (`check_throttles`): each throttle queues its commands (`reads`) and judges their
+replies; a throttle that cannot (an http quota source, a stand-in) runs its own `check`
+alongside. Each throttle's `check` alone is the same, in a pipeline of its own. Counting
+spend after a call (`record_spend`) is one pipelined round trip on the loop too.
 
 The credit check that refuses on unknown state is the first one. The live counter and the
 cost windows are extra guards on top of it: when their Redis cannot be read they allow the
@@ -42,7 +44,7 @@ from decimal import Decimal
 import redis
 from django.conf import settings
 
-from posthog_app.redis_client import get_client
+from posthog_app.redis_client import get_async_client
 from products.billing.facade import QuotaStateUnavailable, live_credits_from, queue_add_live_credits, queue_live_credits
 
 from . import cost_limits as cl
@@ -92,26 +94,22 @@ def _timeout() -> float:
     return float(getattr(settings, "LLM_GATEWAY_QUOTA_TIMEOUT_SECONDS", 0.5))
 
 
-async def _off_loop(fn, *args, **kwargs):
-    """Run blocking Redis work in a worker thread (bounded by the Redis client's own socket timeouts)."""
-    return await asyncio.to_thread(fn, *args, **kwargs)
-
-
 UNBATCHED = object()  # what `reads` returns for a throttle that must run its own `check`
 
 
-def _execute(reads: Sequence[PipelinedRead]) -> list[list]:
+async def _execute(reads: Sequence[PipelinedRead]) -> list[list]:
     """Run every read's commands in one pipeline (one round trip); each read's replies, in order.
 
-    A failed command's reply is its exception; an unreachable Redis raises `QuotaStateUnavailable`.
+    A failed command's reply is its exception; an unreachable Redis raises `QuotaStateUnavailable`
+    (bounded by the client's connect and reply timeouts, `LLM_GATEWAY_QUOTA_TIMEOUT_SECONDS`).
     """
-    pipe = get_client(_timeout()).pipeline(transaction=False)
+    pipe = get_async_client(_timeout()).pipeline(transaction=False)
     for read in reads:
         read.queue(pipe)
     try:
-        replies = pipe.execute(raise_on_error=False)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise QuotaStateUnavailable(str(exc)) from exc
+        replies = await pipe.execute(raise_on_error=False)
+    except (redis.ConnectionError, redis.TimeoutError, OSError, asyncio.TimeoutError) as exc:
+        raise QuotaStateUnavailable(str(exc) or type(exc).__name__) from exc
     out, i = [], 0
     for read in reads:
         out.append(replies[i : i + read.count])
@@ -122,7 +120,7 @@ def _execute(reads: Sequence[PipelinedRead]) -> list[list]:
 async def _run_reads(reads: Sequence[PipelinedRead]) -> list:
     """Read for every throttle in one round trip, then let each judge its replies; denials or exceptions, in order."""
     try:
-        replies: list = await _off_loop(_execute, reads)
+        replies: list = await _execute(reads)
     except Exception as exc:  # Redis unreachable: every throttle decides what that means for it
         replies = [exc] * len(reads)
     return await asyncio.gather(*(read.decide(r) for read, r in zip(reads, replies)), return_exceptions=True)
@@ -392,9 +390,9 @@ async def check_throttles(ctx: ThrottleContext, throttles: Sequence | None = Non
     return None
 
 
-def _count_spend(ctx: ThrottleContext, spend: Spend, now: float) -> None:
+async def _count_spend(ctx: ThrottleContext, spend: Spend, now: float) -> None:
     """Add the spend to the cost windows and the credits to the live counter: one pipelined round trip."""
-    pipe = get_client(_timeout()).pipeline(transaction=False)
+    pipe = get_async_client(_timeout()).pipeline(transaction=False)
     micro = cl.to_micro_usd(spend.cost_usd)
     if micro > 0:
         limits = cl.limits_for(ctx.product)
@@ -410,7 +408,7 @@ def _count_spend(ctx: ThrottleContext, spend: Spend, now: float) -> None:
         queue_add_live_credits(pipe, ctx.organization_id, spend.credits)
     if not len(pipe):
         return
-    replies = pipe.execute(raise_on_error=False)  # an unreachable Redis raises here: nothing was counted
+    replies = await pipe.execute(raise_on_error=False)  # an unreachable Redis raises here: nothing was counted
     problems = [f"{type(r).__name__}: {r}" for r in replies if isinstance(r, Exception)]
     if problems:
         raise RuntimeError("; ".join(problems))
@@ -419,7 +417,7 @@ def _count_spend(ctx: ThrottleContext, spend: Spend, now: float) -> None:
 async def record_spend(ctx: ThrottleContext, spend: Spend, *, now: float | None = None) -> None:
     """Count a metered call's spend against the throttles that track it (never raises)."""
     try:
-        await _off_loop(_count_spend, ctx, spend, time.time() if now is None else now)
+        await _count_spend(ctx, spend, time.time() if now is None else now)
     except Exception as exc:
         logger.error(
             "could not count spend (%s USD, %s credits) for project %s / %s: %s: %s",
