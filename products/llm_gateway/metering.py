@@ -6,7 +6,7 @@ first token, the error if any) and calls `finish()` once the response or stream 
 the response path: it schedules `_record` as a task on the event loop, which hands the
 call to the loop's `_Recorder`; that prices calls (`pricing.cost_of`) and stores them in
 batches through billing's facade (`record_usage_events`) in the usage thread pool (db.py),
-then each call tells the throttles what it spent.
+then tells the throttles what the batch spent (one Redis round trip per batch).
 
 `wait_for_recordings()` blocks until every scheduled recording has been stored: tests (and
 a graceful shutdown) use it, since the client has its answer before the usage is stored.
@@ -32,7 +32,7 @@ from products.billing.facade import CheckedUsageEvent, credits_for_cost, record_
 from .db import run_usage
 from .pricing import TokenUsage, cost_of
 from .products import ProductConfig
-from .throttles import Spend, ThrottleContext, record_spend
+from .throttles import Spend, ThrottleContext, record_spends
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,9 @@ class _Recorder:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            # The batch's spend, in one Redis round trip, before its calls count as recorded.
+            await record_spends([(meter.throttle_ctx, spend) for (meter, _, _), spend in zip(batch, spends)
+                                 if meter.throttle_ctx is not None])
             for (_, _, future), spend in zip(batch, spends):
                 if not future.done():
                     future.set_result(spend)
@@ -200,9 +203,7 @@ class CallMeter:
                     await before()
                 except Exception:  # closing a broken upstream connection may fail; the usage still counts
                     logger.debug("closing the upstream response failed", exc_info=True)
-            spend = await _recorder().store(self, latency)
-            if self.throttle_ctx is not None:
-                await record_spend(self.throttle_ctx, spend)
+            await _recorder().store(self, latency)  # stored, and its spend counted
         except Exception:
             logger.exception("recording LLM usage failed (product %s, trace %s)", self.product.name, self.trace_id)
         finally:

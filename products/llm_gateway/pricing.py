@@ -122,13 +122,26 @@ def package_cost(provider: str, model: str, usage: TokenUsage) -> Decimal | None
     found = _package_model(provider, model)
     if found is None:
         return None
+    cached = usage.cache_read_tokens + usage.cache_write_tokens
+    linear = _linear_prices(provider, model)
+    if linear is not None and usage.total_input_tokens >= cached:
+        return (
+            (usage.total_input_tokens - cached) * linear.uncached
+            + usage.cache_read_tokens * linear.cache_read
+            + usage.cache_write_tokens * linear.cache_write
+            + usage.output_tokens * linear.output
+        ) / MTOK
+    return _package_calc(found, usage.total_input_tokens, usage.cache_read_tokens, usage.cache_write_tokens, usage.output_tokens)
+
+
+def _package_calc(found, input_tokens: int, cache_read: int, cache_write: int, output: int) -> Decimal:
     provider_info, model_info = found
     calculation = model_info.calc_price(
         genai_prices.Usage(
-            input_tokens=usage.total_input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_read_tokens=usage.cache_read_tokens or None,
-            cache_write_tokens=usage.cache_write_tokens or None,
+            input_tokens=input_tokens,
+            output_tokens=output,
+            cache_read_tokens=cache_read or None,
+            cache_write_tokens=cache_write or None,
         ),
         provider_info,
         genai_request_timestamp=datetime.now(tz=timezone.utc),
@@ -150,6 +163,59 @@ def _package_model(provider: str, model: str):
         return data_snapshot.get_snapshot().find_provider_model(model, None, provider, None)
     except LookupError:
         return None
+
+
+@dataclass(frozen=True)
+class LinearPrices:
+    """USD per million tokens of each kind, for a model whose price is a plain sum (no tiers)."""
+
+    uncached: Decimal
+    cache_read: Decimal
+    cache_write: Decimal
+    output: Decimal
+
+
+LINEAR_PRICES_SECONDS = 3600.0  # genai-prices may date a price change; read it again hourly
+_linear: dict[tuple[str, str], tuple[float, LinearPrices | None]] = {}
+
+
+def _linear_prices(provider: str, model: str) -> LinearPrices | None:
+    """The model's prices per kind of token as genai-prices computes them, when its price is linear.
+
+    genai-prices' own calculation (unit decomposition) costs about as much as the rest of
+    recording a call, for what is, for nearly every model, a sum of tokens times prices.
+    So each model's four unit prices are read from the package itself (one million tokens
+    of each kind), then checked against one call of mixed usage large enough to cross any
+    tier: only when the package gives exactly the sum is the sum used; otherwise (tiered
+    or conditional prices) every call asks the package. Same answers, to the last digit.
+    """
+    key = (provider, model)
+    entry = _linear.get(key)
+    now = time.monotonic()
+    if entry is not None and entry[0] > now:
+        return entry[1]
+    found = _package_model(provider, model)
+    linear = None
+    if found is not None:
+        million = 1_000_000
+        base = _package_calc(found, million, 0, 0, 0)
+        candidate = LinearPrices(
+            uncached=base,
+            cache_read=_package_calc(found, million, million, 0, 0),
+            cache_write=_package_calc(found, million, 0, million, 0),
+            output=_package_calc(found, 0, 0, 0, million),
+        )
+        probe = (3_456_789, 1_234_567, 345_679, 2_345_671)  # input (cache included), cache read, cache write, output
+        expected = _package_calc(found, *probe)
+        uncached = probe[0] - probe[1] - probe[2]
+        computed = (
+            uncached * candidate.uncached + probe[1] * candidate.cache_read + probe[2] * candidate.cache_write
+            + probe[3] * candidate.output
+        ) / MTOK
+        if computed == expected:
+            linear = candidate
+    _linear[key] = (now + LINEAR_PRICES_SECONDS, linear)
+    return linear
 
 
 @dataclass(frozen=True)

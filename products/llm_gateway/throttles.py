@@ -3,7 +3,7 @@
 The gateway's views build one `ThrottleContext` per request and call `check_throttles`;
 the chain runs concurrently and the first denial in list order wins (a denial is data:
 logged, counted in `DENIALS` and rendered as a 429 with `Retry-After`, never raised).
-After a call has been metered, `record_spend` tells the throttles that count spend.
+After calls have been metered, `record_spends` tells the throttles that count spend.
 
 The chain, in order:
 
@@ -390,36 +390,57 @@ async def check_throttles(ctx: ThrottleContext, throttles: Sequence | None = Non
     return None
 
 
-async def _count_spend(ctx: ThrottleContext, spend: Spend, now: float) -> None:
-    """Add the spend to the cost windows and the credits to the live counter: one pipelined round trip."""
-    pipe = get_async_client(_timeout()).pipeline(transaction=False)
-    micro = cl.to_micro_usd(spend.cost_usd)
-    if micro > 0:
-        limits = cl.limits_for(ctx.product)
-        windows = [(cl.product_subject(ctx.product), limits.product)]
-        subject = cl.user_subject(ctx.product, ctx.user_id, ctx.end_user, ctx.project_id)
-        if subject is not None:
-            windows += [(subject, limits.user_burst), (subject, limits.user_sustained)]
-        for subject_key, window in windows:
-            key = cl.current_key(subject_key, window, now)
-            pipe.incrby(key, micro)
-            pipe.expire(key, window.seconds + window.bucket_seconds)
-    if ctx.billable and spend.credits > 0:
-        queue_add_live_credits(pipe, ctx.organization_id, spend.credits)
-    if not len(pipe):
+async def _count_spends(spends: Sequence[tuple[ThrottleContext, Spend]], now: float) -> None:
+    """Add the spends to the cost windows and the credits to the live counters: one pipelined round trip.
+
+    Calls recorded together (the recorder's batch) that share a window bucket or an
+    organization add up first, so a busy gateway sends one INCRBY per bucket, not per call.
+    """
+    micro_by_key: dict[str, int] = {}
+    ttl_by_key: dict[str, int] = {}
+    credits_by_org: dict[int, int] = {}
+    for ctx, spend in spends:
+        micro = cl.to_micro_usd(spend.cost_usd)
+        if micro > 0:
+            limits = cl.limits_for(ctx.product)
+            windows = [(cl.product_subject(ctx.product), limits.product)]
+            subject = cl.user_subject(ctx.product, ctx.user_id, ctx.end_user, ctx.project_id)
+            if subject is not None:
+                windows += [(subject, limits.user_burst), (subject, limits.user_sustained)]
+            for subject_key, window in windows:
+                key = cl.current_key(subject_key, window, now)
+                micro_by_key[key] = micro_by_key.get(key, 0) + micro
+                ttl_by_key[key] = max(ttl_by_key.get(key, 0), window.seconds + window.bucket_seconds)
+        if ctx.billable and spend.credits > 0:
+            credits_by_org[ctx.organization_id] = credits_by_org.get(ctx.organization_id, 0) + spend.credits
+    if not micro_by_key and not credits_by_org:
         return
+    pipe = get_async_client(_timeout()).pipeline(transaction=False)
+    for key, micro in micro_by_key.items():
+        pipe.incrby(key, micro)
+        pipe.expire(key, ttl_by_key[key])
+    for organization_id, credits in credits_by_org.items():
+        queue_add_live_credits(pipe, organization_id, credits)
     replies = await pipe.execute(raise_on_error=False)  # an unreachable Redis raises here: nothing was counted
     problems = [f"{type(r).__name__}: {r}" for r in replies if isinstance(r, Exception)]
     if problems:
         raise RuntimeError("; ".join(problems))
 
 
-async def record_spend(ctx: ThrottleContext, spend: Spend, *, now: float | None = None) -> None:
-    """Count a metered call's spend against the throttles that track it (never raises)."""
+async def record_spends(spends: Sequence[tuple[ThrottleContext, Spend]], *, now: float | None = None) -> None:
+    """Count metered calls' spend against the throttles that track it (never raises)."""
+    if not spends:
+        return
     try:
-        await _count_spend(ctx, spend, time.time() if now is None else now)
+        await _count_spends(spends, time.time() if now is None else now)
     except Exception as exc:
-        logger.error(
-            "could not count spend (%s USD, %s credits) for project %s / %s: %s: %s",
-            spend.cost_usd, spend.credits, ctx.project_id, ctx.product, type(exc).__name__, exc,
-        )
+        for ctx, spend in spends:
+            logger.error(
+                "could not count spend (%s USD, %s credits) for project %s / %s: %s: %s",
+                spend.cost_usd, spend.credits, ctx.project_id, ctx.product, type(exc).__name__, exc,
+            )
+
+
+async def record_spend(ctx: ThrottleContext, spend: Spend, *, now: float | None = None) -> None:
+    """Count one metered call's spend (see `record_spends`; never raises)."""
+    await record_spends([(ctx, spend)], now=now)

@@ -29,6 +29,7 @@ from products.llm_gateway.throttles import (
     UserCostThrottle,
     check_throttles,
     record_spend,
+    record_spends,
 )
 from tests.products.billing.usage_helpers import make_plan, use
 
@@ -308,6 +309,25 @@ def test_record_spend_counts_every_window_and_the_live_counter_in_micro_usd(proj
     # Each bucket lives as long as its window plus one bucket, then expires by itself.
     assert all(0 < redis_db.ttl(k) <= 30 * DAY + limits.user_sustained.bucket_seconds for k in keys)
     assert billing.live_credits(project.organization_id).used == 1
+
+
+def test_a_batch_of_calls_adds_up_per_bucket_and_per_organization(project, accounts, redis_db):
+    clock = Clock(1_800_000_000)
+    other = accounts.project(accounts.organization())
+    batch = [
+        (context(project, "k", user_id=9), Spend(cost_usd=Decimal("0.000002"), credits=1)),
+        (context(project, "k", user_id=9), Spend(cost_usd=Decimal("0.000003"), credits=2)),
+        (context(project, "k", user_id=10), Spend(cost_usd=Decimal("0.000005"), credits=4)),
+        (context(other, "k", user_id=11), Spend(cost_usd=Decimal("0.000007"), credits=8)),
+    ]
+    run(record_spends(batch, now=clock()))
+    limits = limits_for("slack_app")
+    product_key = f"@posthog/llm-gateway-cost/product/slack_app/{DAY}/{int(clock() // limits.product.bucket_seconds)}"
+    user9_key = f"@posthog/llm-gateway-cost/user/slack_app/u9/{DAY}/{int(clock() // limits.user_burst.bucket_seconds)}"
+    assert int(redis_db.get(product_key)) == 17  # every call of the product, in micro-USD
+    assert int(redis_db.get(user9_key)) == 5  # user 9's two calls
+    assert billing.live_credits(project.organization_id).used == 7
+    assert billing.live_credits(other.organization_id).used == 8
 
 
 def test_record_spend_never_raises(project, settings, caplog):
