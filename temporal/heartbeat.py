@@ -19,8 +19,12 @@ HEARTBEAT_EVERY_SECONDS = 1.0
 
 @contextmanager
 def heartbeating() -> Iterator[None]:
-    """Heartbeat from a helper thread while the body runs (outside an activity: do nothing)."""
-    if not activity.in_activity():
+    """Heartbeat from a helper thread while the body runs (outside an activity, or in a local one: do nothing).
+
+    A local activity runs inside its workflow's task on the same worker: it has no heartbeat
+    (a killed worker's workflow task times out and the next worker runs the step again).
+    """
+    if not activity.in_activity() or activity.info().is_local:
         yield
         return
     stop = threading.Event()

@@ -18,13 +18,13 @@ call per activity. The rules, the same for both agent backends:
   ledger row (step `reporting_stopped`) remembers it across attempts and workers, and
   the result says `stopped` so the workflow stops calling.
 
-The run's state is read from the tasks product (`get_run`) each time, so what the thread
-shows is what the task page shows.
+The run's state is the tasks product's (`get_run`, or the snapshot the caller has just
+had from it), so what the thread shows is what the task page shows.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from products.tasks import facade as tasks
@@ -111,9 +111,12 @@ class _Gone(Exception):
     """Slack said the thread or message is gone (one of GONE_CODES)."""
 
 
-def show_run_status(target: RunReportTarget) -> RunReport:
-    """Post the run's status message once, or edit it in place to show the run's status and latest progress line."""
-    integration, run = _load(target)
+def show_run_status(target: RunReportTarget, run: tasks.RunSnapshot | None = None) -> RunReport:
+    """Post the run's status message once, or edit it in place to show the run's status and latest progress line.
+
+    `run`: the run as the caller has just read or changed it (else it is read here).
+    """
+    integration, run = _load(target, run)
     if _is_stopped(target):
         return RunReport(stopped=True)
     text = status_text(run)
@@ -135,16 +138,22 @@ def post_run_reply(target: RunReportTarget, *, step: str, text: str) -> RunRepor
     return RunReport(ts=ts)
 
 
-def report_run_outcome(target: RunReportTarget) -> RunReport:
+def report_run_outcome(target: RunReportTarget, run: tasks.RunSnapshot | None = None) -> RunReport:
     """Tell the thread the run has ended: final status edit, reaction swap, the outcome posted once.
 
     Called when the run is terminal; a run still under way is reported as it stands
-    (nothing is posted but the status edit).
+    (nothing is posted but the status edit). `run`: the run as the caller has just
+    finished or read it (else it is read here).
     """
-    integration, run = _load(target)
-    if _is_stopped(target):
+    integration, run = _load(target, run)
+    ledger = dict(BotMessage.objects.filter(key=target.key, step__in=(STOPPED_STEP, STATUS_STEP)).values_list("step", "ts"))
+    if STOPPED_STEP in ledger:
         return RunReport(stopped=True)
     try:
+        if not target.status_ts and STATUS_STEP in ledger:
+            # A status message was posted (or its post begun) by a step whose answer was lost
+            # (a worker killed mid-post): find it again (post_once), so it is edited below.
+            target = replace(target, status_ts=_post(integration, target, STATUS_STEP, text=status_text(run)))
         if target.status_ts:
             _show_status(integration, target, status_text(run))
         if not run.is_terminal:
@@ -221,8 +230,10 @@ def failure_text(run) -> str:
 # --- Slack ----------------------------------------------------------------------------------
 
 
-def _load(target: RunReportTarget):
+def _load(target: RunReportTarget, run: tasks.RunSnapshot | None = None):
     integration = get_integration(target.integration_id)
+    if run is not None:
+        return integration, run
     try:
         run = tasks.get_run(target.run_id)
     except tasks.RunNotFound:

@@ -241,13 +241,19 @@ def record_progress(run_id: int, line: str) -> RunSnapshot:
 
 
 def finish_run(
-    run_id: int, *, status: str, summary: str = "", pr_url: str = "", error: str = "", error_kind: str = ""
+    run_id: int, *, status: str, summary: str = "", pr_url: str = "", error: str = "", error_kind: str = "",
+    unless_followups_after: int | None = None,
 ) -> RunSnapshot:
     """Finish the run with `status` (completed, failed, cancelled or quota_limited) and its result or error.
 
     Idempotent: a run that has already finished is returned unchanged (the first finish
-    wins), so a retried activity never overwrites the result. Raises `InvalidRunInput` for
-    a status that is not terminal or a `pr_url` that is not an http(s) URL.
+    wins), so a retried activity never overwrites the result. With `unless_followups_after`
+    (a follow-up cursor), a run with follow-ups newer than it is left unfinished and returned
+    as it is (`is_terminal` False: the built-in agent answers them first); the check is made
+    under the run's lock, but a follow-up is stored under its task's, so one stored just after
+    the check lands on a finished run (and waits for the next mention, which resumes it).
+    Raises `InvalidRunInput` for a status that is not terminal or a `pr_url` that is not an
+    http(s) URL.
     """
     if status not in {s.value for s in TaskRun.TERMINAL_STATUSES}:
         terminal = ", ".join(sorted(s.value for s in TaskRun.TERMINAL_STATUSES))
@@ -255,9 +261,12 @@ def finish_run(
     check_pr_url(pr_url)
     with transaction.atomic():
         run = _lock(run_id)
-        if not run.is_terminal:
-            _apply_finish(run, status=status, summary=summary, pr_url=pr_url, error=error,
-                          error_kind=error_kind or _default_error_kind(run, status))
+        if run.is_terminal:
+            return RunSnapshot.of(run)
+        if unless_followups_after is not None and TaskFollowUp.objects.filter(run_id=run_id, pk__gt=unless_followups_after).exists():
+            return RunSnapshot.of(run)
+        _apply_finish(run, status=status, summary=summary, pr_url=pr_url, error=error,
+                      error_kind=error_kind or _default_error_kind(run, status))
     return RunSnapshot.of(run)
 
 
@@ -271,14 +280,15 @@ def fail_if_stale(run_id: int) -> RunSnapshot:
     return _fail_if_stale(run_id)[0]
 
 
-def followups_since(run_id: int, cursor: int = 0, limit: int | None = None) -> list[FollowUpItem]:
+def followups_since(run_id: int, cursor: int = 0, limit: int | None = None, *, check_run: bool = True) -> list[FollowUpItem]:
     """Return the run's follow-ups with an id above `cursor`, oldest first (at most `limit` when given).
 
     Ids only grow within a task (follow-ups are appended under the task's row lock), so a
     caller that passes the last id it saw never misses one nor sees one twice.
-    Raises `RunNotFound` if the run does not exist.
+    Raises `RunNotFound` if the run does not exist (not checked with `check_run=False`, for a
+    caller that has just read the run: a deleted run then has no follow-ups).
     """
-    if not TaskRun.objects.filter(pk=run_id).exists():
+    if check_run and not TaskRun.objects.filter(pk=run_id).exists():
         raise RunNotFound(f"Run {run_id} does not exist (its task may have been deleted).")
     rows = TaskFollowUp.objects.filter(run_id=run_id, pk__gt=cursor).order_by("pk")
     if limit is not None:
@@ -530,11 +540,13 @@ def _apply_finish(run: TaskRun, *, status: str, summary: str, pr_url: str, error
     run.summary, run.pr_url, run.error, run.error_kind = summary, pr_url, error, error_kind
     run.finished_at = now
     run.save(update_fields=["status", "summary", "pr_url", "error", "error_kind", "finished_at", "updated_at"])
-    _append(run, TaskRunEvent.Kind.STATUS, _status_text(status, error_kind), now)
+    events = [TaskRunEvent(run=run, kind=TaskRunEvent.Kind.STATUS, text=_status_text(status, error_kind), created_at=now)]
     if summary or pr_url:
-        _append(run, TaskRunEvent.Kind.RESULT, "\n".join(part for part in (summary, pr_url) if part), now)
+        events.append(TaskRunEvent(run=run, kind=TaskRunEvent.Kind.RESULT,
+                                   text="\n".join(part for part in (summary, pr_url) if part), created_at=now))
     if error:
-        _append(run, TaskRunEvent.Kind.ERROR, error, now)
+        events.append(TaskRunEvent(run=run, kind=TaskRunEvent.Kind.ERROR, text=error, created_at=now))
+    TaskRunEvent.objects.bulk_create(events)  # one INSERT; ids (and so the history's order) follow the list
 
 
 def record_status_change(run: TaskRun, note: str = "") -> None:

@@ -1,8 +1,16 @@
 """Activities of the task-run workflow: thin adapters from Temporal to the product facades.
 
-Each activity takes one dataclass from `types`, makes one call into a facade (the tasks
-product for the run, the agent for a turn, the Slack app for the thread) and returns
-one dataclass. The facades' typed errors become Temporal's retry behaviour here:
+Each activity takes one dataclass from `types` and returns one. A run's steps that always
+follow each other and are idempotent together are one activity (each one a task-queue round
+trip, three history events and a workflow task fewer): `sync_task_run_activity` moves the
+run (start, or fail it when its runner went quiet) and then posts or edits its status
+message; `conclude_task_run_activity` finishes the run and then reports the outcome in the
+thread. Each calls the tasks facade first (idempotent: a retry finds the run already
+started or finished), then the Slack app's (every post at most once through its post-once
+ledger), handing it the run just read so it is not read again. A Slack refusal no retry
+fixes is logged there and the activity still succeeds (the run's change is kept); what a
+retry may fix is raised, so the whole activity is retried. The facades' typed errors
+become Temporal's retry behaviour here:
 
 - `RunNotFound` (the run or its task was deleted): non-retryable `RunNotFound`.
 - `AgentRefused` (the gateway refused for good, a 4xx other than 429): non-retryable
@@ -18,6 +26,7 @@ killed mid-step is noticed within the heartbeat timeout and the step retried els
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TypeVar
@@ -34,31 +43,31 @@ from temporal.heartbeat import heartbeating
 from .constants import (
     AGENT_REFUSED_ERROR,
     ANSWER_TASK_RUN_ACTIVITY,
-    FINISH_TASK_RUN_ACTIVITY,
+    CONCLUDE_TASK_RUN_ACTIVITY,
     INTEGRATION_NOT_FOUND_ERROR,
-    LOAD_TASK_RUN_ACTIVITY,
     POST_RUN_REPLY_ACTIVITY,
-    REPORT_RUN_OUTCOME_ACTIVITY,
     RUN_NOT_FOUND_ERROR,
-    SHOW_RUN_STATUS_ACTIVITY,
     SLACK_PERMANENT_ERROR,
     SLACK_RATE_LIMITED_ERROR,
-    START_TASK_RUN_ACTIVITY,
+    SYNC_TASK_RUN_ACTIVITY,
     task_run_workflow_id,
 )
 from .types import (
     AnswerInput,
     AnswerResult,
+    ConcludeInput,
+    ConcludeResult,
     ConversationMessage,
-    FinishInput,
-    FinishResult,
     PostReplyInput,
     Reported,
-    RunRef,
     RunState,
-    ShowStatusInput,
     SlackTarget,
+    SyncInput,
+    SyncResult,
+    shown_of,
 )
+
+logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable)
 
@@ -134,37 +143,78 @@ def _reported(report: slack.RunReport) -> Reported:
     return Reported(ts=report.ts, stopped=report.stopped)
 
 
+def _report_best_effort(target: SlackTarget, step) -> slack.RunReport | None:
+    """Run one Slack report step; None if Slack refused it for good (logged: the run goes on without it).
+
+    Errors a retry may fix (rate limit, Slack unreachable) and the run gone are raised.
+    """
+    try:
+        return step(_target(target))
+    except slack.MentionStepError as error:
+        mapped = _slack_error("report", error)
+        if mapped is None or mapped.type in (SLACK_RATE_LIMITED_ERROR, RUN_NOT_FOUND_ERROR):
+            raise
+        logger.warning("Slack refused the report of run %s for good: %s", target.run_id, error)
+        return None
+
+
 # --- The run ---------------------------------------------------------------------------------
 
 
-@activity.defn(name=LOAD_TASK_RUN_ACTIVITY)
+@activity.defn(name=SYNC_TASK_RUN_ACTIVITY)
 @_django_activity
-def load_task_run_activity(inp: RunRef) -> RunState:
-    """Read the run (external runs: failing it first if its runner stopped heartbeating)."""
-    return _state(tasks.fail_if_stale(inp.run_id) if inp.check_stale else tasks.get_run(inp.run_id))
+def sync_task_run_activity(inp: SyncInput) -> SyncResult:
+    """Start the run (built in) or fail it if its runner went quiet (external), then show it in the status message.
 
-
-@activity.defn(name=START_TASK_RUN_ACTIVITY)
-@_django_activity
-def start_task_run_activity(inp: RunRef) -> RunState:
-    """Move a built-in run from queued to in progress (idempotent)."""
-    return _state(tasks.start_run(inp.run_id))
-
-
-@activity.defn(name=FINISH_TASK_RUN_ACTIVITY)
-@_django_activity
-def finish_task_run_activity(inp: FinishInput) -> FinishResult:
-    """Finish the run (first finish wins), unless follow-ups newer than `unless_followups_after` wait for an answer.
-
-    The check and the finish are not atomic: a follow-up stored in between lands on a
-    finished run and waits for the next mention (the tasks product resumes the run then).
+    The status message is posted once, or edited, only when what it would show differs
+    from `inp.shown` and the run is still under way (the conclusion edits it last).
     """
-    if inp.unless_followups_after is not None and tasks.followups_since(inp.run_id, inp.unless_followups_after):
-        return FinishResult(finished=False, state=_state(tasks.get_run(inp.run_id)))
-    run = tasks.finish_run(
-        inp.run_id, status=inp.status, summary=inp.summary, pr_url=inp.pr_url, error=inp.error, error_kind=inp.error_kind
-    )
-    return FinishResult(finished=True, state=_state(run))
+    run_id = inp.target.run_id
+    if inp.start:
+        run = tasks.start_run(run_id)
+    elif inp.check_stale:
+        run = tasks.fail_if_stale(run_id)
+    else:
+        run = tasks.get_run(run_id)
+    state = _state(run)
+    result = SyncResult(state=state, shown=inp.shown, status_ts=inp.target.status_ts)
+    if not inp.report or state.is_terminal or shown_of(state) == inp.shown:
+        return result
+    result.shown = shown_of(state)  # a refusal for good is not retried at every poll
+    report = _report_best_effort(inp.target, lambda target: slack.show_run_status(target, run=run))
+    if report is not None:
+        result.stopped = report.stopped
+        result.status_ts = report.ts or inp.target.status_ts
+    return result
+
+
+@activity.defn(name=CONCLUDE_TASK_RUN_ACTIVITY)
+@_django_activity
+def conclude_task_run_activity(inp: ConcludeInput) -> ConcludeResult:
+    """Finish the run (first finish wins; not while follow-ups newer than the cursor wait), then report how it ended.
+
+    With `inp.finish` None the run has ended already (an external runner finished it) and
+    is only reported. Reporting: the status message edited a last time, 👀 swapped, the
+    result or the failure posted once.
+    """
+    finish = inp.finish
+    if finish is None:
+        run = tasks.get_run(inp.target.run_id)
+    else:
+        run = tasks.finish_run(
+            finish.run_id, status=finish.status, summary=finish.summary, pr_url=finish.pr_url, error=finish.error,
+            error_kind=finish.error_kind, unless_followups_after=finish.unless_followups_after,
+        )
+        if not run.is_terminal:  # follow-ups wait: the agent answers them first
+            return ConcludeResult(finished=False, state=_state(run))
+    result = ConcludeResult(finished=True, state=_state(run))
+    if not inp.report:
+        return result
+    report = _report_best_effort(inp.target, lambda target: slack.report_run_outcome(target, run=run))
+    if report is not None:
+        result.stopped = report.stopped
+        result.reported = not report.stopped
+    return result
 
 
 @activity.defn(name=ANSWER_TASK_RUN_ACTIVITY)
@@ -172,7 +222,7 @@ def finish_task_run_activity(inp: FinishInput) -> FinishResult:
 def answer_task_run_activity(inp: AnswerInput) -> AnswerResult:
     """One agent turn: the task (or the follow-ups after `cursor`) put to the model through the gateway."""
     run = tasks.get_run(inp.run_id)
-    followups = tasks.followups_since(inp.run_id, inp.cursor)
+    followups = tasks.followups_since(inp.run_id, inp.cursor, check_run=False)
     earlier = [agent.AgentMessage(role=m.role, content=m.content) for m in inp.earlier]
     if earlier and not followups:  # nothing new to answer (the follow-ups seen waiting are gone): the last answer stands
         return AnswerResult(quota_limited=False, text=earlier[-1].content, cursor=inp.cursor, conversation=list(inp.earlier))
@@ -198,13 +248,6 @@ def answer_task_run_activity(inp: AnswerInput) -> AnswerResult:
 # --- Slack -----------------------------------------------------------------------------------
 
 
-@activity.defn(name=SHOW_RUN_STATUS_ACTIVITY)
-@_django_activity
-def show_run_status_activity(inp: ShowStatusInput) -> Reported:
-    """Post the run's status message once, or edit it in place."""
-    return _reported(slack.show_run_status(_target(inp.target)))
-
-
 @activity.defn(name=POST_RUN_REPLY_ACTIVITY)
 @_django_activity
 def post_run_reply_activity(inp: PostReplyInput) -> Reported:
@@ -212,19 +255,9 @@ def post_run_reply_activity(inp: PostReplyInput) -> Reported:
     return _reported(slack.post_run_reply(_target(inp.target), step=inp.step, text=inp.text))
 
 
-@activity.defn(name=REPORT_RUN_OUTCOME_ACTIVITY)
-@_django_activity
-def report_run_outcome_activity(inp: ShowStatusInput) -> Reported:
-    """Tell the thread how the run ended: status edit, reaction swap, the outcome posted once."""
-    return _reported(slack.report_run_outcome(_target(inp.target)))
-
-
 ACTIVITIES: list[Callable] = [
-    load_task_run_activity,
-    start_task_run_activity,
-    finish_task_run_activity,
+    sync_task_run_activity,
     answer_task_run_activity,
-    show_run_status_activity,
+    conclude_task_run_activity,
     post_run_reply_activity,
-    report_run_outcome_activity,
 ]

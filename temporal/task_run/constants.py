@@ -35,13 +35,10 @@ def task_run_workflow_id(run_id: int) -> str:
 # Activity names: recorded in every history, so renaming one breaks replay of open executions.
 # The workflow calls activities by these names (it never imports the activities module,
 # which loads Django); temporal/worker.py registers the functions under them.
-LOAD_TASK_RUN_ACTIVITY = "load_task_run_activity"
-START_TASK_RUN_ACTIVITY = "start_task_run_activity"
+SYNC_TASK_RUN_ACTIVITY = "sync_task_run_activity"  # start / read / stale-check the run + its status message
 ANSWER_TASK_RUN_ACTIVITY = "answer_task_run_activity"
-FINISH_TASK_RUN_ACTIVITY = "finish_task_run_activity"
-SHOW_RUN_STATUS_ACTIVITY = "show_run_status_activity"
+CONCLUDE_TASK_RUN_ACTIVITY = "conclude_task_run_activity"  # finish the run + report the outcome in the thread
 POST_RUN_REPLY_ACTIVITY = "post_run_reply_activity"
-REPORT_RUN_OUTCOME_ACTIVITY = "report_run_outcome_activity"
 
 # Error types the activities raise; all but the rate limit are never retried (retrying cannot fix them).
 RUN_NOT_FOUND_ERROR = "RunNotFound"  # the run (or its task) was deleted

@@ -117,6 +117,47 @@ class PostReplyInput:
 
 
 @dataclass
+class SyncInput:
+    """Bring the run forward (start it, or fail it if its runner went quiet) and show it in the status message."""
+
+    target: SlackTarget
+    start: bool = False  # move a queued built-in run to in_progress (an external run is left to its runner)
+    check_stale: bool = False  # external runs: fail the run if its runner stopped heartbeating
+    shown: str = ""  # what the status message shows now: it is posted or edited only if the run's differs
+    report: bool = True  # False: the database step only (Slack kept failing, or the thread is gone)
+
+
+@dataclass
+class SyncResult:
+    state: RunState
+    shown: str = ""  # what the status message shows after this step
+    status_ts: str = ""  # the status message, once posted
+    stopped: bool = False  # True: the thread or message is gone; post nothing more
+
+
+@dataclass
+class ConcludeInput:
+    """End the run (unless `finish` is None: it has ended already) and tell the thread how it ended."""
+
+    target: SlackTarget
+    finish: FinishInput | None = None
+    report: bool = True  # False: the database step only
+
+
+@dataclass
+class ConcludeResult:
+    finished: bool  # False: follow-ups wait for an answer; the run was left as it was and nothing reported
+    state: RunState
+    reported: bool = False  # True: the outcome reached the thread
+    stopped: bool = False
+
+
+def shown_of(state: RunState) -> str:
+    """What the status message shows for `state` (a new value means the message must be edited)."""
+    return f"{state.status}|{state.progress}"
+
+
+@dataclass
 class Reported:
     ts: str = ""  # the message posted or edited ("" if none)
     stopped: bool = False  # True: the thread or message is gone; post nothing more for this run

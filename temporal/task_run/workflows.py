@@ -5,24 +5,31 @@ workflow it imports nothing from Django nor the activities module: it calls acti
 by their registered names (`constants.*_ACTIVITY`) with the dataclasses in `types`.
 
 One execution per run (id `posthog-code-task-run-<run_id>`), started by the mention workflow's
-activities when a task is created or a follow-up resumes a finished run:
+activities when a task is created or a follow-up resumes a finished run. A built-in run is
+three steps, so its history stays short (what the worker and the Temporal server do per run
+is what bounds how many runs a worker serves at once):
 
-1. The status message ("Working on it…") is posted once in the thread.
+1. `sync` (a local activity: it runs in this workflow's task, no task-queue round trip):
+   the run is started (built in) and the status message ("Working on it…") posted once.
 2. The run goes through its backend, decided when the run was created:
-   - built in: the run is started, then the agent answers in turns (one model call each
-     through the LLM gateway). Follow-ups stored while a turn is under way are answered
-     in another turn (the earlier answer is posted as a reply); the last answer is the
-     run's summary. The gateway's 429 ends the run `quota_limited`.
+   - built in: the agent answers in turns (one model call each through the LLM gateway, a
+     regular activity: it takes seconds and heartbeats). Follow-ups stored while a turn is
+     under way are answered in another turn (the earlier answer is posted as a reply); the
+     last answer is the run's summary. The gateway's 429 ends the run `quota_limited`.
    - external: a runner claims the run and reports through the REST API, which signals
      `run_changed`; the workflow also polls every `POLL_INTERVAL` (a lost signal only
-     delays), failing the run when its heartbeat is stale, and edits the status message
-     on every new progress line.
-3. The outcome is reported: the status message edited, 👀 swapped for the done/failed
-   reaction, the result (a pull-request card when there is a URL) or the failure posted.
+     delays) with `sync`, which fails the run when its heartbeat is stale and edits the
+     status message on every new progress line.
+3. `conclude` (local): the run finished (built in) and the outcome reported: the status
+   message edited, 👀 swapped for the done/failed reaction, the result (a pull-request card
+   when there is a URL) or the failure posted.
 
 Every post goes through the Slack app's post-once ledger keyed by this workflow's id, so
-retries and a worker killed mid-post never post twice. When Slack says the message or
-thread is gone, reporting stops for good (`stopped`); the run still finishes.
+retries, a step re-run by the next worker after one was killed mid-step, never post twice.
+A Slack refusal no retry fixes is logged by the step, which still succeeds. When Slack keeps
+failing past the retries, the step is run again without its Slack part, so the run still
+moves and finishes. When Slack says the message or thread is gone, reporting stops for
+good (`stopped`); the run still finishes.
 
 Versioning: see patches.py (this is the first version).
 """
@@ -40,36 +47,34 @@ with workflow.unsafe.imports_passed_through():
         AGENT_REFUSED_ERROR,
         ANSWER_TASK_RUN_ACTIVITY,
         BACKEND_BUILTIN,
+        CONCLUDE_TASK_RUN_ACTIVITY,
         ERROR_KIND_AGENT,
         ERROR_KIND_QUOTA,
-        FINISH_TASK_RUN_ACTIVITY,
         INTEGRATION_NOT_FOUND_ERROR,
-        LOAD_TASK_RUN_ACTIVITY,
         POST_RUN_REPLY_ACTIVITY,
-        REPORT_RUN_OUTCOME_ACTIVITY,
         RUN_NOT_FOUND_ERROR,
-        SHOW_RUN_STATUS_ACTIVITY,
         SIGNAL_FOLLOWUP,
         SIGNAL_RUN_CHANGED,
         SLACK_PERMANENT_ERROR,
-        START_TASK_RUN_ACTIVITY,
         STATUS_COMPLETED,
         STATUS_FAILED,
         STATUS_QUOTA_LIMITED,
+        SYNC_TASK_RUN_ACTIVITY,
         TASK_RUN_WORKFLOW_TYPE,
     )
     from .types import (
         AnswerInput,
         AnswerResult,
+        ConcludeInput,
+        ConcludeResult,
         ConversationMessage,
         FinishInput,
-        FinishResult,
         PostReplyInput,
         Reported,
-        RunRef,
         RunState,
-        ShowStatusInput,
         SlackTarget,
+        SyncInput,
+        SyncResult,
         TaskRunWorkflowInput,
         TaskRunWorkflowResult,
     )
@@ -84,15 +89,44 @@ _NOT_RETRYABLE = [RUN_NOT_FOUND_ERROR, INTEGRATION_NOT_FOUND_ERROR, SLACK_PERMAN
 # retry policies are not part of the replayed command sequence: changing them needs no patch.
 HEARTBEAT_TIMEOUT = timedelta(seconds=8)
 
-# Database reads and writes of the tasks product.
-RUN_OPTIONS = dict(
-    start_to_close_timeout=timedelta(seconds=30),
-    heartbeat_timeout=HEARTBEAT_TIMEOUT,
+# `sync` and `conclude`: a few database statements and a few Slack calls (up to ~10 s each;
+# a 429 retries after Slack's Retry-After). Local activities: they run in the workflow's task
+# on this worker (a killed worker's task times out and the next worker runs the step again,
+# the post-once ledger keeping every post single). Retried here for up to a minute, then
+# with timers, up to `maximum_attempts`; past that the step runs again without Slack.
+STEP_OPTIONS = dict(
+    start_to_close_timeout=timedelta(seconds=60),
     schedule_to_close_timeout=timedelta(minutes=10),
+    local_retry_threshold=timedelta(minutes=1),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=30),
+        maximum_attempts=10,
+        non_retryable_error_types=_NOT_RETRYABLE,
+    ),
+)
+# The same step without Slack: database only, retried for up to ten minutes.
+DB_STEP_OPTIONS = dict(
+    start_to_close_timeout=timedelta(seconds=30),
+    schedule_to_close_timeout=timedelta(minutes=10),
+    local_retry_threshold=timedelta(minutes=1),
     retry_policy=RetryPolicy(
         initial_interval=timedelta(seconds=1),
         backoff_coefficient=2.0,
         maximum_interval=timedelta(seconds=10),
+        non_retryable_error_types=_NOT_RETRYABLE,
+    ),
+)
+# External runs' polls: a regular activity (read and maybe edit the status message).
+POLL_OPTIONS = dict(
+    start_to_close_timeout=timedelta(seconds=60),
+    heartbeat_timeout=HEARTBEAT_TIMEOUT,
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=30),
+        maximum_attempts=10,
         non_retryable_error_types=_NOT_RETRYABLE,
     ),
 )
@@ -109,7 +143,7 @@ AGENT_OPTIONS = dict(
         non_retryable_error_types=_NOT_RETRYABLE,
     ),
 )
-# Slack calls (several of up to ~10 s each); a 429 retries after Slack's Retry-After.
+# Posting an answer given before the run ended.
 SLACK_OPTIONS = dict(
     start_to_close_timeout=timedelta(seconds=60),
     heartbeat_timeout=HEARTBEAT_TIMEOUT,
@@ -160,30 +194,27 @@ class TaskRunWorkflow:
         self._shown = inp.shown
         self._stopped = inp.stopped
         try:
-            state = await self._load(RunRef(run_id=inp.run_id))
-            if not state.is_terminal:
-                if state.backend == BACKEND_BUILTIN:
-                    state = await self._run_builtin(state)
-                else:
-                    state = await self._watch_external(inp, state)
+            state = await self._sync(start=True, local=True)
+            if not state.is_terminal and state.backend == BACKEND_BUILTIN:
+                concluded = await self._run_builtin(state)
+            else:
+                if not state.is_terminal:
+                    await self._watch_external(inp, state)
+                concluded = await self._conclude(None)
         except ActivityError as err:
             if _error_type(err) != RUN_NOT_FOUND_ERROR:
                 raise
             workflow.logger.info("Run %s no longer exists; nothing to report", inp.run_id)
             return TaskRunWorkflowResult(run_id=inp.run_id, status="", reported=False, stopped=self._stopped)
-        reported = await self._report(state)
-        return TaskRunWorkflowResult(run_id=inp.run_id, status=state.status, reported=reported, stopped=self._stopped)
+        workflow.logger.info("Run %s ended %s", inp.run_id, concluded.state.status)
+        return TaskRunWorkflowResult(
+            run_id=inp.run_id, status=concluded.state.status, reported=concluded.reported, stopped=self._stopped
+        )
 
     # --- Built in ------------------------------------------------------------------------------
 
-    async def _run_builtin(self, state: RunState) -> RunState:
-        """Answer the task, then every follow-up stored meanwhile; finish with the last answer."""
-        state = await workflow.execute_activity(
-            START_TASK_RUN_ACTIVITY, RunRef(run_id=state.run_id), result_type=RunState, **RUN_OPTIONS
-        )
-        if state.is_terminal:  # cancelled (or finished) before it could start
-            return state
-        await self._show_status(state)
+    async def _run_builtin(self, state: RunState) -> ConcludeResult:
+        """Answer the task, then every follow-up stored meanwhile; finish with the last answer and report it."""
         cursor = 0
         conversation: list[ConversationMessage] = []
         turn = 0
@@ -200,29 +231,22 @@ class TaskRunWorkflow:
                     raise
                 # Refused by the gateway for good, or unreachable for longer than the retries allow.
                 reason = _reason(err) if _error_type(err) == AGENT_REFUSED_ERROR else AGENT_UNREACHABLE_ERROR
-                return await self._finish(FinishInput(run_id=state.run_id, status=STATUS_FAILED, error=reason, error_kind=ERROR_KIND_AGENT))
+                return await self._conclude(FinishInput(run_id=state.run_id, status=STATUS_FAILED, error=reason, error_kind=ERROR_KIND_AGENT))
             if answered.quota_limited:
-                return await self._finish(
+                return await self._conclude(
                     FinishInput(run_id=state.run_id, status=STATUS_QUOTA_LIMITED, error=answered.message, error_kind=ERROR_KIND_QUOTA)
                 )
             turn += 1
             cursor = answered.cursor
             conversation = list(answered.conversation)
-            finished = await workflow.execute_activity(
-                FINISH_TASK_RUN_ACTIVITY,
-                FinishInput(run_id=state.run_id, status=STATUS_COMPLETED, summary=answered.text, unless_followups_after=cursor),
-                result_type=FinishResult,
-                **RUN_OPTIONS,
+            concluded = await self._conclude(
+                FinishInput(run_id=state.run_id, status=STATUS_COMPLETED, summary=answered.text, unless_followups_after=cursor)
             )
-            if finished.finished:
-                return finished.state
+            if concluded.finished:
+                return concluded
             # Follow-ups came in while the agent was answering: this answer goes to the thread
             # now, and the next turn answers them.
             await self._post_reply(f"answer-{turn}", answered.text)
-
-    async def _finish(self, inp: FinishInput) -> RunState:
-        finished = await workflow.execute_activity(FINISH_TASK_RUN_ACTIVITY, inp, result_type=FinishResult, **RUN_OPTIONS)
-        return finished.state
 
     # --- External runners ------------------------------------------------------------------------
 
@@ -230,9 +254,7 @@ class TaskRunWorkflow:
         """Follow the run a runner works on until it ends (or its heartbeat goes stale)."""
         while True:
             if state.is_terminal:
-                return state  # the report edits the status message one last time
-            if _shown(state) != self._shown:
-                await self._show_status(state)
+                return state  # the conclusion edits the status message one last time
             if workflow.info().is_continue_as_new_suggested():
                 assert self._target is not None
                 workflow.continue_as_new(
@@ -253,61 +275,76 @@ class TaskRunWorkflow:
             except asyncio.TimeoutError:
                 pass
             try:
-                state = await self._load(RunRef(run_id=inp.run_id, check_stale=True))
+                state = await self._sync(check_stale=True, local=False)
             except ActivityError as err:
-                if _error_type(err) == RUN_NOT_FOUND_ERROR:
+                if _error_type(err) == RUN_NOT_FOUND_ERROR or is_cancelled_exception(err):
                     raise
                 workflow.logger.warning("Could not read run %s; polling again: %s", inp.run_id, _reason(err))
 
-    # --- Reading the run ------------------------------------------------------------------------
+    # --- Steps ----------------------------------------------------------------------------------
 
-    async def _load(self, ref: RunRef) -> RunState:
-        return await workflow.execute_activity(LOAD_TASK_RUN_ACTIVITY, ref, result_type=RunState, **RUN_OPTIONS)
+    async def _sync(self, *, start: bool = False, check_stale: bool = False, local: bool) -> RunState:
+        """Move the run (start it / fail it if stale) and show it in the status message; return the run.
 
-    # --- Slack ----------------------------------------------------------------------------------
+        The first step of a run is local (`local`), the external runs' polls regular activities.
+        A first step whose Slack part kept failing is run again without it.
+        """
+        assert self._target is not None
+        inp = SyncInput(target=self._target, start=start, check_stale=check_stale, shown=self._shown, report=not self._stopped)
+        try:
+            if local:
+                synced = await workflow.execute_local_activity(SYNC_TASK_RUN_ACTIVITY, inp, result_type=SyncResult, **STEP_OPTIONS)
+            else:
+                synced = await workflow.execute_activity(SYNC_TASK_RUN_ACTIVITY, inp, result_type=SyncResult, **POLL_OPTIONS)
+        except ActivityError as err:
+            if _error_type(err) == RUN_NOT_FOUND_ERROR or is_cancelled_exception(err) or not local:
+                raise
+            workflow.logger.warning("Could not show run %s in its thread: %s", self._target.run_id, _reason(err))
+            inp.report = False
+            synced = await workflow.execute_local_activity(SYNC_TASK_RUN_ACTIVITY, inp, result_type=SyncResult, **DB_STEP_OPTIONS)
+            return synced.state
+        self._shown = synced.shown
+        self._target.status_ts = synced.status_ts or self._target.status_ts
+        self._stopped = self._stopped or synced.stopped
+        return synced.state
 
-    async def _show_status(self, state: RunState) -> None:
-        """Post the status message (once) or edit it in place to show the run's status and progress."""
-        self._shown = _shown(state)
-        await self._slack(SHOW_RUN_STATUS_ACTIVITY, lambda target: ShowStatusInput(target=target), keep_ts=True)
+    async def _conclude(self, finish: FinishInput | None) -> ConcludeResult:
+        """Finish the run (`finish`; None: it has ended already) and report the outcome; Slack failing past the retries is logged."""
+        assert self._target is not None
+        inp = ConcludeInput(target=self._target, finish=finish, report=not self._stopped)
+        try:
+            concluded = await workflow.execute_local_activity(
+                CONCLUDE_TASK_RUN_ACTIVITY, inp, result_type=ConcludeResult, **STEP_OPTIONS
+            )
+        except ActivityError as err:
+            if _error_type(err) == RUN_NOT_FOUND_ERROR or is_cancelled_exception(err) or not inp.report:
+                raise
+            workflow.logger.warning("Could not report run %s in its thread: %s", self._target.run_id, _reason(err))
+            inp.report = False
+            return await workflow.execute_local_activity(CONCLUDE_TASK_RUN_ACTIVITY, inp, result_type=ConcludeResult, **DB_STEP_OPTIONS)
+        self._stopped = self._stopped or concluded.stopped
+        return concluded
 
     async def _post_reply(self, step: str, text: str) -> None:
-        await self._slack(POST_RUN_REPLY_ACTIVITY, lambda target: PostReplyInput(target=target, step=step, text=text))
-
-    async def _report(self, state: RunState) -> bool:
-        """Edit the status message, swap the reaction and post the outcome; True if it reached the thread."""
-        workflow.logger.info("Run %s ended %s", state.run_id, state.status)
-        return await self._slack(REPORT_RUN_OUTCOME_ACTIVITY, lambda target: ShowStatusInput(target=target))
-
-    async def _slack(self, activity_name: str, make_input, *, keep_ts: bool = False) -> bool:
-        """Run one Slack activity unless reporting has stopped; True if it did its work.
+        """Post an answer given before the run ended, once, unless reporting has stopped.
 
         A Slack refusal no retry fixes (revoked token, missing scope) is logged and the run
-        goes on without its Slack report: the task page still shows it.
+        goes on without it: the task page still shows it.
         """
         if self._stopped:
-            return False
+            return
         assert self._target is not None
         try:
             reported = await workflow.execute_activity(
-                activity_name, make_input(self._target), result_type=Reported, **SLACK_OPTIONS
+                POST_RUN_REPLY_ACTIVITY, PostReplyInput(target=self._target, step=step, text=text), result_type=Reported, **SLACK_OPTIONS
             )
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise
-            workflow.logger.warning("%s failed for run %s: %s", activity_name, self._target.run_id, _reason(err))
-            return False
+            workflow.logger.warning("Posting %s failed for run %s: %s", step, self._target.run_id, _reason(err))
+            return
         if reported.stopped:
             self._stopped = True
-            return False
-        if keep_ts and reported.ts:
-            self._target.status_ts = reported.ts
-        return True
-
-
-def _shown(state: RunState) -> str:
-    """What the status message shows for `state` (a new value means the message must be edited)."""
-    return f"{state.status}|{state.progress}"
 
 
 def _error_type(err: BaseException) -> str | None:

@@ -10,11 +10,13 @@ from temporal.task_run.workflows import TaskRunWorkflow
 
 
 @workflow.defn(name=TASK_RUN_WORKFLOW_TYPE)
-class TaskRunWorkflowWithoutStatusMessage(TaskRunWorkflow):
-    """Today's workflow minus the status message: a change that would need a patch."""
+class TaskRunWorkflowWithRegularFirstStep(TaskRunWorkflow):
+    """Today's workflow with its first step (start the run, post the status message) a regular
+    activity instead of a local one: the same work, a different command sequence, so a change
+    that would need a patch."""
 
-    async def _show_status(self, state) -> None:
-        return None
+    async def _sync(self, *, start: bool = False, check_stale: bool = False, local: bool):
+        return await super()._sync(start=start, check_stale=check_stale, local=False)
 
     @workflow.run
     async def run(self, inp: TaskRunWorkflowInput) -> TaskRunWorkflowResult:

@@ -13,6 +13,7 @@ Re-record (only when the recorded version is the one deployed) with
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 
@@ -22,7 +23,7 @@ from temporalio.worker import Replayer
 
 from temporal.client import run_sync, task_run_workflow_id
 from temporal.task_run.workflows import TaskRunWorkflow
-from tests.temporal.altered_task_run_workflows import TaskRunWorkflowWithoutStatusMessage
+from tests.temporal.altered_task_run_workflows import TaskRunWorkflowWithRegularFirstStep
 from tests.temporal.record_histories import HISTORIES
 
 BUILTIN = "task_run_builtin_with_followup"
@@ -35,12 +36,16 @@ def load(stem: str) -> WorkflowHistory:
 
 
 def activity_types(stem: str) -> list[str]:
+    """The activities the history ran, in order; local ones (recorded as markers) prefixed "local:"."""
     events = json.loads((HISTORIES / f"{stem}.json").read_text())["events"]
-    return [
-        e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
-        for e in events
-        if e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"
-    ]
+    names = []
+    for e in events:
+        if e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED":
+            names.append(e["activityTaskScheduledEventAttributes"]["activityType"]["name"])
+        elif e["eventType"] == "EVENT_TYPE_MARKER_RECORDED" and e["markerRecordedEventAttributes"]["markerName"] == "core_local_activity":
+            [payload] = e["markerRecordedEventAttributes"]["details"]["data"]["payloads"]
+            names.append("local:" + json.loads(base64.b64decode(payload["data"]))["activity_type"])
+    return names
 
 
 def replay(workflow_class: type, stem: str):
@@ -49,14 +54,20 @@ def replay(workflow_class: type, stem: str):
 
 def test_committed_histories_are_what_they_claim():
     builtin = activity_types(BUILTIN)
-    assert builtin[:3] == ["load_task_run_activity", "start_task_run_activity", "show_run_status_activity"]
-    # Two agent turns (the task, then the follow-up), the first answer posted as a reply, then the report.
-    assert builtin.count("answer_task_run_activity") == 2 and "post_run_reply_activity" in builtin
-    assert builtin[-1] == "report_run_outcome_activity"
+    # Started and shown in one local step; two agent turns (the task, then the follow-up); the first
+    # turn's finish found the follow-up waiting (nothing reported), so its answer was posted as a reply.
+    assert builtin == [
+        "local:sync_task_run_activity",
+        "answer_task_run_activity",
+        "local:conclude_task_run_activity",
+        "post_run_reply_activity",
+        "answer_task_run_activity",
+        "local:conclude_task_run_activity",
+    ]
     external = activity_types(EXTERNAL)
-    assert "start_task_run_activity" not in external and "answer_task_run_activity" not in external
-    assert external.count("show_run_status_activity") >= 2  # posted, then edited for the runner's progress
-    assert external[-1] == "report_run_outcome_activity"
+    assert external[0] == "local:sync_task_run_activity" and "answer_task_run_activity" not in external
+    assert external.count("sync_task_run_activity") >= 2  # polls: the claim, then the runner's progress line
+    assert external[-1] == "local:conclude_task_run_activity"
 
 
 @pytest.mark.parametrize("stem", [BUILTIN, EXTERNAL])
@@ -67,7 +78,7 @@ def test_todays_workflow_replays_the_first_versions_histories(stem):
 
 @pytest.mark.parametrize("stem", [BUILTIN, EXTERNAL])
 def test_a_change_to_the_steps_without_a_patch_does_not_replay(stem):
-    result = replay(TaskRunWorkflowWithoutStatusMessage, stem)
+    result = replay(TaskRunWorkflowWithRegularFirstStep, stem)
     assert result.replay_failure is not None
 
 
