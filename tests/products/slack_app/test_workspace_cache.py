@@ -134,3 +134,22 @@ def test_the_generation_changes_on_every_announcement(integration, redis_db):
     workspaces.announce_workspace_change()
     assert redis_db.get(WORKSPACES_GENERATION_KEY) not in (None, before)
 
+
+
+@pytest.mark.django_db(transaction=True)
+def test_postgres_lost_after_the_lookup_was_cached_is_still_a_503(client, integration):
+    """The cached path makes one statement, the inbox insert: if it cannot reach PostgreSQL, Slack delivers again."""
+    from tests.conftest import free_port
+
+    assert mention(client) == "started"  # cached: the next mention's only statement is the insert
+    port = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = free_port()  # nothing listens there
+    try:
+        response = post_event(client, mention_envelope())
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = port
+    assert response.status_code == 503
+    assert response.json()["error"] == "temporarily_unavailable"
+    assert MentionInbox.objects.count() == 1
