@@ -15,6 +15,16 @@ makes exactly one model call per run (checked: the fake upstream's calls are cou
 run). `--concurrency` clients each send a mention, wait for its result in the thread, and
 send the next: that many tasks are in flight at all times.
 
+Staggered (the default, as bench/llm_gateway.py's model-paced pass): client i starts
+i/concurrency of one expected run duration (the model's time + 0.5 s) into the measured
+phase, and thinks a random 0-10% of that duration before each mention, as independent
+teams do. `--no-stagger` gives the lock-step figure: all clients start in the same instant
+and, every run taking about as long, finish and resend together, in waves of
+`--concurrency` mentions at once (a burst no real workload makes, which mostly measures
+how fast a burst of 50 drains). The throughput figure includes the stagger's ramp-up.
+A real coding agent's model call takes seconds: `--upstream-ms 10000` measures the
+overhead at that pace (the report says which model time and which arrival pattern).
+
 Figures (written to bench/results/task_loop.{json,txt}):
 * overhead = (result posted in the Slack stand-in) - (webhook's 200 ack) - (the upstream's
   own time for that run's model calls): p50/p90/p99/max. Target: p99 < 1 s.
@@ -22,7 +32,7 @@ Figures (written to bench/results/task_loop.{json,txt}):
 * baseline, same run: the same number of calls straight to the fake upstream at the same
   concurrency (the time a run would take if our system added nothing).
 
-    .venv/bin/python bench/task_loop.py [--runs 300] [--concurrency 50] [--upstream-ms 200]
+    .venv/bin/python bench/task_loop.py [--runs 300] [--concurrency 50] [--upstream-ms 200] [--no-stagger]
 """
 from __future__ import annotations
 
@@ -32,6 +42,7 @@ import hmac
 import http.client
 import json
 import os
+import random
 import secrets
 import shutil
 import statistics
@@ -283,11 +294,17 @@ class Mentions:
         return ts, marker, body, {"Content-Type": "application/json", "X-Slack-Signature": sig, "X-Slack-Request-Timestamp": now}
 
 
-def run_loop(port: int, stand_ins: "StandIns", mentions: Mentions, label: str, runs: int, concurrency: int, timeout: float, deadline: float) -> list[dict]:
-    """`concurrency` clients, each: mention, wait for the result in its thread, repeat; `runs` in all."""
+def run_loop(port: int, stand_ins: "StandIns", mentions: Mentions, label: str, runs: int, concurrency: int, timeout: float, deadline: float,
+             pace_s: float = 0.0) -> list[dict]:
+    """`concurrency` clients, each: mention, wait for the result in its thread, repeat; `runs` in all.
+
+    `pace_s` > 0 (staggered): client i starts i/concurrency of `pace_s` in and waits a random
+    0-10% of `pace_s` before each mention; 0: all start at once and resend at once (lock-step).
+    """
     local = threading.local()
     outcomes: list[dict] = []
     lock = threading.Lock()
+    remaining = [runs]
 
     def post(body: bytes, headers: dict[str, str]) -> tuple[str, float]:
         for attempt in (1, 2):
@@ -325,8 +342,20 @@ def run_loop(port: int, stand_ins: "StandIns", mentions: Mentions, label: str, r
         with lock:
             outcomes.append(outcome)
 
+    def client(index: int) -> None:
+        if pace_s:
+            time.sleep(pace_s * index / concurrency)
+        while True:
+            if pace_s:
+                time.sleep(random.uniform(0, pace_s / 10))
+            with lock:
+                if remaining[0] <= 0:
+                    return
+                remaining[0] -= 1
+            one(index)
+
     with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(one, range(runs)))
+        list(pool.map(client, range(concurrency)))
     return outcomes
 
 
@@ -339,14 +368,23 @@ def baseline(upstream_url: str, count: int, concurrency: int) -> Figures:
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {PROVIDER_KEY}"}
 
     def one(_: int) -> None:
-        conn = getattr(local, "conn", None)
-        if conn is None:
-            conn = local.conn = http.client.HTTPConnection(host, int(port), timeout=30)
-        start = time.perf_counter()
-        conn.request("POST", "/v1/chat/completions", body=body, headers=headers)
-        response = conn.getresponse()
-        response.read()
-        latencies.append(time.perf_counter() - start)
+        for attempt in (1, 2, 3):  # a connection the stand-in's listen backlog reset is opened again
+            conn = getattr(local, "conn", None)
+            if conn is None:
+                conn = local.conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            start = time.perf_counter()
+            try:
+                conn.request("POST", "/v1/chat/completions", body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                local.conn = None
+                if attempt == 3:
+                    raise
+                continue
+            latencies.append(time.perf_counter() - start)
+            return
 
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
@@ -389,8 +427,14 @@ def main() -> int:
     parser.add_argument("--web-threads", type=int, default=8)
     parser.add_argument("--result-timeout", type=float, default=120.0, help="seconds a run may take before it counts as lost")
     parser.add_argument("--max-seconds", type=float, default=300.0, help="bound on the measured phase")
+    parser.add_argument("--stagger", action=argparse.BooleanOptionalAction, default=True,
+                        help="clients start spread over one expected run and think 0-10%% of it between runs "
+                             "(default); --no-stagger: lock-step waves")
     args = parser.parse_args()
     upstream_s = args.upstream_ms / 1000
+    pace_s = upstream_s + 0.5 if args.stagger else 0.0  # one expected run: the model's time + a lone run's overhead
+    arrivals = (f"staggered (client i starts at i/{args.concurrency} of {pace_s:.1f} s, thinks 0-{pace_s * 100:.0f} ms between runs)"
+                if args.stagger else f"lock-step (all {args.concurrency} clients start and resend together)")
 
     import django
 
@@ -453,7 +497,7 @@ def main() -> int:
         stand_ins.ask("reset_upstream")
         started = time.monotonic()
         outcomes = run_loop(web_port, stand_ins, mentions, "run", args.runs, args.concurrency, args.result_timeout,
-                            time.monotonic() + args.max_seconds)
+                            time.monotonic() + args.max_seconds, pace_s)
         wall = time.monotonic() - started
         time.sleep(1.0)  # a run's later posts (none expected) and stragglers' model calls
         statuses = dict(Counter(o["status"] for o in outcomes))
@@ -482,6 +526,7 @@ def main() -> int:
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
             "config": {"runs": args.runs, "concurrency": args.concurrency, "upstream_ms": args.upstream_ms, "warmup": args.warmup,
+                       "stagger": args.stagger, "arrivals": arrivals,
                        "web": f"gunicorn {args.web_workers} workers x {args.web_threads} threads (gthread)",
                        "gateway": "uvicorn, 1 process (make run's flags)", "worker": "manage.py run_temporal_worker, 1 process",
                        "cpus": os.cpu_count(),
@@ -504,6 +549,7 @@ def main() -> int:
             f"Task loop: {args.runs} Slack mentions -> built-in agent -> result in the thread, {args.concurrency} tasks in flight,",
             f"fake model answering in {args.upstream_ms:.0f} ms; web gunicorn {args.web_workers}x{args.web_threads}, "
             f"gateway uvicorn x1, worker x1, {os.cpu_count()} CPUs (shared with whatever else runs)",
+            f"arrivals: {arrivals}",
             "",
             f"{'':34}{'p50':>10}{'p90':>10}{'p99':>10}{'max':>10}",
             f"{'overhead: ack->result - model (ms)':34}{overhead.p50_ms:>10}{overhead.p90_ms:>10}{overhead.p99_ms:>10}{overhead.max_ms:>10}",
