@@ -28,7 +28,9 @@ overhead at that pace (the report says which model time and which arrival patter
 Figures (written to bench/results/task_loop.{json,txt}):
 * overhead = (result posted in the Slack stand-in) - (webhook's 200 ack) - (the upstream's
   own time for that run's model calls): p50/p90/p99/max. Target: p99 < 1 s.
-* runs completed per second at that concurrency (measured phase only).
+* runs completed per second at that concurrency (measured phase only), and the CPU time each
+  process (worker, web, gateway, Temporal dev server) spent per run: on a shared machine a
+  steadier figure of the work a run costs than its latency.
 * baseline, same run: the same number of calls straight to the fake upstream at the same
   concurrency (the time a run would take if our system added nothing).
 
@@ -266,6 +268,26 @@ def log_tail(tmpdir: str, name: str, chars: int = 3000) -> str:
         return ""
 
 
+def cpu_seconds(root_pid: int) -> float:
+    """User + system CPU seconds used so far by `root_pid` and its live descendants (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path("/proc", entry, "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    total, todo = 0.0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, (0, 0.0))[1]
+        todo.extend(child for child, (parent, _) in stats.items() if parent == pid)
+    return total
+
+
 # --- Load ---------------------------------------------------------------------------------------
 
 
@@ -368,7 +390,8 @@ def baseline(upstream_url: str, count: int, concurrency: int) -> Figures:
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {PROVIDER_KEY}"}
 
     def one(_: int) -> None:
-        for attempt in (1, 2, 3):  # a connection the stand-in's listen backlog reset is opened again
+        # The stand-in's listen backlog is short (5): a connection it reset in the first burst is opened again.
+        for attempt in range(1, 6):
             conn = getattr(local, "conn", None)
             if conn is None:
                 conn = local.conn = http.client.HTTPConnection(host, int(port), timeout=30)
@@ -380,16 +403,18 @@ def baseline(upstream_url: str, count: int, concurrency: int) -> Figures:
             except (OSError, http.client.HTTPException):
                 conn.close()
                 local.conn = None
-                if attempt == 3:
-                    raise
+                time.sleep(random.uniform(0.01, 0.1) * attempt)
                 continue
             latencies.append(time.perf_counter() - start)
             return
+        failures.append(1)
 
+    failures: list[int] = []
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, range(count)))
-    return summarize([x * 1000 for x in latencies], count, concurrency, time.perf_counter() - started, {"200": len(latencies)})
+    statuses = {"200": len(latencies), **({"connection failed": len(failures)} if failures else {})}
+    return summarize([x * 1000 for x in latencies], count, concurrency, time.perf_counter() - started, statuses)
 
 
 def summarize(ms: list[float], requests: int, concurrency: int, wall: float, statuses: dict[str, int]) -> Figures:
@@ -495,10 +520,14 @@ def main() -> int:
         print(f"warm-up: {len(warm)} runs completed", file=sys.stderr)
 
         stand_ins.ask("reset_upstream")
+        cpu_before = {name: cpu_seconds(proc.pid) for proc, name in procs}
         started = time.monotonic()
         outcomes = run_loop(web_port, stand_ins, mentions, "run", args.runs, args.concurrency, args.result_timeout,
                             time.monotonic() + args.max_seconds, pace_s)
         wall = time.monotonic() - started
+        # CPU each process spent per completed run in the measured phase: a figure a busy shared machine moves
+        # much less than latency (it still includes whatever other runs were in flight at the edges).
+        cpu_spent = {name: cpu_seconds(proc.pid) - cpu_before[name] for proc, name in procs}
         time.sleep(1.0)  # a run's later posts (none expected) and stragglers' model calls
         statuses = dict(Counter(o["status"] for o in outcomes))
         completed = [o for o in outcomes if o["status"] == "completed"]
@@ -512,6 +541,7 @@ def main() -> int:
         end_to_end = summarize(end_to_end_ms, args.runs, args.concurrency, wall, statuses)
         ack = summarize(ack_ms, args.runs, args.concurrency, wall, statuses)
         runs_per_s = round(len(completed) / wall, 2) if wall else 0.0
+        cpu_ms_per_run = {name: round(spent * 1000 / len(completed), 1) if completed else None for name, spent in cpu_spent.items()}
         posts_per_run = Counter(posts.get(o["ts"], 0) for o in completed)
         base = baseline(stand_ins.upstream_url, args.runs, args.concurrency)
         print(f"overhead: {overhead}\nend to end: {end_to_end}\nbaseline: {base}", file=sys.stderr)
@@ -534,6 +564,7 @@ def main() -> int:
             "runs_completed": len(completed),
             "statuses": statuses,
             "runs_per_second": runs_per_s,
+            "cpu_ms_per_run": cpu_ms_per_run,
             "overhead_ms": asdict(overhead),
             "ack_to_result_ms": asdict(end_to_end),
             "webhook_ack_ms": asdict(ack),
@@ -561,6 +592,7 @@ def main() -> int:
             f"(wall {wall:.1f} s)",
             f"model calls per run: {dict(Counter(model_calls))}; chat.postMessage per thread: {dict(posts_per_run)}; "
             f"chat.update calls: {updates}",
+            "CPU per run (ms): " + ", ".join(f"{name} {ms}" for name, ms in cpu_ms_per_run.items()),
             f"ack->result / baseline: p50 {report['ratios']['ack_to_result_p50_over_baseline_p50']}x, "
             f"p99 {report['ratios']['ack_to_result_p99_over_baseline_p99']}x",
             f"target overhead p99 < 1000 ms: {'met' if met else 'NOT met'}",
