@@ -58,6 +58,17 @@ def test_the_status_message_is_posted_once_then_edited(integration, slack_api):
     assert f"/tasks/{run.task_id}/" in update.args["text"]
 
 
+def test_the_outcome_edits_a_status_message_whose_ts_the_workflow_never_learned(integration, slack_api):
+    """Invariant: a status message posted by a step whose answer was lost (its worker killed) is edited, never posted again."""
+    run = make_run(integration)
+    posted = facade.show_run_status(target(integration, run))  # the workflow never heard back: it has no status_ts
+    finish_run(run.pk, status="completed", summary="Fixed it.")
+    facade.report_run_outcome(target(integration, run))
+    assert posts(slack_api)[1:] == ["Fixed it."]  # the status message once (earlier), then the result
+    [update] = slack_api.calls_to("chat.update")
+    assert update.args["ts"] == posted.ts and update.args["text"].startswith(":white_check_mark: Done.")
+
+
 @pytest.mark.parametrize(
     ("error_kind", "error", "hint"),
     [

@@ -151,6 +151,21 @@ def test_finish_run_stores_the_result_and_the_first_finish_wins(accounts):
     assert record_progress(run.pk, "still going?").progress == ""
 
 
+def test_a_finish_that_must_wait_for_follow_ups_leaves_the_run_going(accounts):
+    """Invariant: the agent's answer never ends a run while a follow-up it has not seen waits for an answer."""
+    task = make_task(accounts.project())
+    run = task.runs.get()
+    start_run(run.pk)
+    followup = add_followup(task=task, text="also the signup test", author_slack_user_id="U1", author_name="Ada",
+                            idempotency_key=None).followup
+    waiting = finish_run(run.pk, status="completed", summary="First answer.", unless_followups_after=0)
+    assert (waiting.status, waiting.is_terminal, waiting.summary) == ("in_progress", False, "")
+    done = finish_run(run.pk, status="completed", summary="Both answered.", unless_followups_after=followup.pk)
+    assert (done.status, done.summary) == ("completed", "Both answered.")
+    # A finished run stays as it was, follow-ups or not (a retried finish).
+    assert finish_run(run.pk, status="completed", summary="late", unless_followups_after=0) == done
+
+
 @pytest.mark.parametrize(
     "status, given_kind, kind",
     [("quota_limited", "", "quota_limited"), ("cancelled", "", "cancelled"), ("failed", "", "agent_error"),
