@@ -29,6 +29,10 @@ Rules (see issue 3 and DESIGN.md "Principles"):
   field that does not fit is a 400 and nothing is recorded.
 * The quota read gives up after 250 ms, so the webhook answers well inside Slack's 3
   seconds even with Redis blackholed.
+* The workspace's integration comes from a per-process cache, checked on every mention
+  against the workspaces' generation read in the quota read's round trip
+  (`_target_and_quota`, workspaces.py): an uninstall, a revocation or a reinstall counts
+  from the next mention on; with Redis unreachable the lookup is made in the database.
 
 Outcomes keep their meaning for Slack's logs and ours: `started` is the first delivery of
 an accepted mention (recorded; the relay starts it within moments), `duplicate` a
