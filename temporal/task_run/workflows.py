@@ -20,12 +20,15 @@ is what bounds how many runs a worker serves at once):
      `run_changed`; the workflow also polls every `POLL_INTERVAL` (a lost signal only
      delays) with `sync`, which fails the run when its heartbeat is stale and edits the
      status message on every new progress line.
-3. `conclude` (local): the run finished (built in) and the outcome reported: the status
-   message edited, 👀 swapped for the done/failed reaction, the result (a pull-request card
+3. `conclude` (local for a built-in run; a regular activity for an external one, whose
+   runner's last calls signal the workflow as it ends): the run finished (built in) and
+   the outcome reported: the status message edited, 👀 swapped for the done/failed reaction, the result (a pull-request card
    when there is a URL) or the failure posted.
 
 Every post goes through the Slack app's post-once ledger keyed by this workflow's id, so
 retries, a step re-run by the next worker after one was killed mid-step, never post twice.
+(A local step is also run again when the workflow task that ran it fails, e.g. a signal
+arriving as it completes the workflow: its edits and reactions, idempotent, are repeated.)
 A Slack refusal no retry fixes is logged by the step, which still succeeds. When Slack keeps
 failing past the retries, the step is run again without its Slack part, so the run still
 moves and finishes. When Slack says the message or thread is gone, reporting stops for
@@ -118,7 +121,7 @@ DB_STEP_OPTIONS = dict(
         non_retryable_error_types=_NOT_RETRYABLE,
     ),
 )
-# External runs' polls: a regular activity (read and maybe edit the status message).
+# External runs' polls and conclusion: regular activities.
 POLL_OPTIONS = dict(
     start_to_close_timeout=timedelta(seconds=60),
     heartbeat_timeout=HEARTBEAT_TIMEOUT,
@@ -200,7 +203,10 @@ class TaskRunWorkflow:
             else:
                 if not state.is_terminal:
                     await self._watch_external(inp, state)
-                concluded = await self._conclude(None)
+                # A regular activity: the runner's calls signal the workflow at its very end (a retried
+                # finish), and a signal arriving while a local step's workflow task completes the
+                # workflow has that task retried and the step run again (idempotent, but edits twice).
+                concluded = await self._conclude(None, local=False)
         except ActivityError as err:
             if _error_type(err) != RUN_NOT_FOUND_ERROR:
                 raise
@@ -308,20 +314,24 @@ class TaskRunWorkflow:
         self._stopped = self._stopped or synced.stopped
         return synced.state
 
-    async def _conclude(self, finish: FinishInput | None) -> ConcludeResult:
+    async def _conclude(self, finish: FinishInput | None, *, local: bool = True) -> ConcludeResult:
         """Finish the run (`finish`; None: it has ended already) and report the outcome; Slack failing past the retries is logged."""
         assert self._target is not None
         inp = ConcludeInput(target=self._target, finish=finish, report=not self._stopped)
+
+        async def step(options: dict) -> ConcludeResult:
+            if local:
+                return await workflow.execute_local_activity(CONCLUDE_TASK_RUN_ACTIVITY, inp, result_type=ConcludeResult, **options)
+            return await workflow.execute_activity(CONCLUDE_TASK_RUN_ACTIVITY, inp, result_type=ConcludeResult, **POLL_OPTIONS)
+
         try:
-            concluded = await workflow.execute_local_activity(
-                CONCLUDE_TASK_RUN_ACTIVITY, inp, result_type=ConcludeResult, **STEP_OPTIONS
-            )
+            concluded = await step(STEP_OPTIONS)
         except ActivityError as err:
             if _error_type(err) == RUN_NOT_FOUND_ERROR or is_cancelled_exception(err) or not inp.report:
                 raise
             workflow.logger.warning("Could not report run %s in its thread: %s", self._target.run_id, _reason(err))
             inp.report = False
-            return await workflow.execute_local_activity(CONCLUDE_TASK_RUN_ACTIVITY, inp, result_type=ConcludeResult, **DB_STEP_OPTIONS)
+            return await step(DB_STEP_OPTIONS)
         self._stopped = self._stopped or concluded.stopped
         return concluded
 
