@@ -161,11 +161,6 @@ TEMPORAL_TASK_QUEUE = os.environ.get("TEMPORAL_TASK_QUEUE", "slack-app")
 # whole model call (seconds to minutes) but no database connection meanwhile, so this bounds
 # how many tasks one worker works at once, not the database sessions it holds.
 TEMPORAL_ACTIVITY_THREADS = int(os.environ.get("TEMPORAL_ACTIVITY_THREADS", "64"))
-# How much the worker process (and the mention inbox's relay in it) lowers its own CPU
-# priority (`nice`, 0-19). Where it shares CPUs with the web (`make run`, a small host), a
-# burst of mentions then gets acknowledged first and worked a moment later: the inbox holds
-# them meanwhile, and Slack's 3 s never depends on how busy the worker is. 0 keeps the priority.
-TEMPORAL_WORKER_NICE = int(os.environ.get("TEMPORAL_WORKER_NICE", "10"))
 
 SLACK_SIGNING_SECRET = os.environ.get("SLACK_SIGNING_SECRET", "")
 # "Add to Slack" (OAuth v2) and "Sign in with Slack" (OpenID Connect): the Slack app's credentials

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import threading
 import time
@@ -41,23 +40,6 @@ async def connect_with_retry(address: str, namespace: str, timeout: float) -> Cl
             await asyncio.sleep(1)
 
 
-def lower_priority(increment: int) -> None:
-    """Lower this process's CPU priority by `increment` (`TEMPORAL_WORKER_NICE`), so the web wins a shared CPU.
-
-    The webhook only writes a mention to the inbox; the worker does the rest later. When
-    both share CPUs and a burst comes in, the acknowledgments (Slack's 3 s) should not wait
-    behind workflow starts and Slack posts that can wait.
-    """
-    if increment <= 0:
-        return
-    if not 0 < increment <= 19:
-        raise CommandError(f"TEMPORAL_WORKER_NICE must be between 0 and 19, not {increment}.")
-    try:
-        os.nice(increment)
-    except OSError as err:  # not permitted here: run at the priority we were given
-        logger.warning("could not lower the worker's CPU priority by %s: %s", increment, err)
-
-
 class Command(BaseCommand):
     help = "Run the Temporal worker (address, namespace and task queue from settings)."
 
@@ -70,7 +52,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        lower_priority(settings.TEMPORAL_WORKER_NICE)
         asyncio.run(self._run(options["connect_timeout"], relay=not options["no_relay"]))
 
     async def _run(self, connect_timeout: float, relay: bool = True) -> None:
