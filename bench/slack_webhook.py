@@ -57,7 +57,7 @@ VENV_BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
-from bench.support import Figures, ensure_postgres_database, free_port, stop, wait_for_port  # noqa: E402
+from bench.support import Figures, compile_bytecode, ensure_postgres_database, free_port, stop, wait_for_port  # noqa: E402
 
 SIGNING_SECRET = "bench-signing-secret"
 TEAM_ID = "TBENCH"
@@ -367,6 +367,7 @@ def main() -> int:
         else:
             temporal_proc, address = start_temporal(tmpdir, not args.temporal_in_memory)
             procs.append((temporal_proc, "temporal dev server"))
+        compile_bytecode()  # as make run does: the worker's workflow sandbox imports .pyc, not source
         seed()
         env = {**os.environ, "TEMPORAL_ADDRESS": address, "PYTHONPATH": str(ROOT)}
         results: dict[str, Figures] = {}

@@ -64,7 +64,7 @@ VENV_BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
-from bench.support import Figures, ensure_postgres_database, free_port, stop, wait_for_port  # noqa: E402
+from bench.support import Figures, compile_bytecode, ensure_postgres_database, free_port, stop, wait_for_port  # noqa: E402
 
 SIGNING_SECRET = "bench-signing-secret"
 TEAM_ID = "TBENCHLOOP"
@@ -493,6 +493,7 @@ def main() -> int:
             "LLM_AGENT_MODEL": "gpt-4o-mini",
             "SITE_URL": f"http://127.0.0.1:{web_port}",
         }
+        compile_bytecode()  # as make run does: the worker's workflow sandbox imports .pyc, not source
         gateway = spawn("gateway", [str(VENV_BIN / "uvicorn"), "posthog_app.asgi:application", "--host", "127.0.0.1",
                                     "--port", str(gateway_port), "--lifespan", "off", "--no-access-log", "--log-level", "warning"],
                         env, tmpdir)

@@ -88,6 +88,10 @@ worker: $PY manage.py run_temporal_worker
 celery: env "$CELERY_QUIET" $ROOT/.venv/bin/celery -A posthog_app worker -B --concurrency 1 --loglevel INFO -s $DEVDATA_DIR/celerybeat-schedule
 PROCS
 
+# Bytecode for our own modules: Temporal's workflow sandbox imports the workflow modules afresh
+# for every workflow run, and where no .pyc exists (PYTHONDONTWRITEBYTECODE) it compiles them
+# from source each time (measured: about 15% of the worker's CPU per task run).
+"$PY" -m compileall -q products temporal posthog_app >/dev/null
 "$PY" manage.py migrate --noinput >/dev/null
 mkdir -p "$ROOT/staticfiles"  # WhiteNoise's STATIC_ROOT (empty: files come from the apps), else it warns
 # Point a real Slack app at this: SLACK_TEAM_ID=T... SLACK_BOT_TOKEN=xoxb-... SLACK_REPOS="acme/web acme/api"
