@@ -34,7 +34,7 @@ Figures (written to bench/results/task_loop.{json,txt}):
 * baseline, same run: the same number of calls straight to the fake upstream at the same
   concurrency (the time a run would take if our system added nothing).
 
-    .venv/bin/python bench/task_loop.py [--runs 300] [--concurrency 50] [--upstream-ms 200] [--no-stagger]
+    .venv/bin/python bench/task_loop.py [--runs 300] [--concurrency 50] [--upstream-ms 10000] [--no-phases] [--no-stagger]
 """
 from __future__ import annotations
 
@@ -107,6 +107,7 @@ def serve_stand_ins(conn, results, upstream_s: float) -> None:
     class TimedSlackStub(SlackStub):
         def __init__(self) -> None:
             self.counts_lock = threading.Lock()
+            self.log: list[tuple[str, str, float, str]] = []  # (method, thread ts, wall time, text) of posts in threads
             self.posts: Counter[str] = Counter()  # thread ts -> chat.postMessage calls in that thread
             self.updates = 0
             self.seen: set[str] = set()
@@ -119,6 +120,7 @@ def serve_stand_ins(conn, results, upstream_s: float) -> None:
                 thread = str(call.args.get("thread_ts") or "")
                 text = str(call.args.get("text") or "")
                 with self.counts_lock:
+                    self.log.append((call.method, thread, time.time(), text[:40]))
                     if call.method == "chat.update":
                         self.updates += 1
                         return answer
@@ -130,8 +132,22 @@ def serve_stand_ins(conn, results, upstream_s: float) -> None:
                     results.put((thread, arrived))
             return answer
 
+    class TimedUpstream(FakeUpstream):
+        def __init__(self, **kwargs) -> None:  # noqa: ANN003
+            self.times: dict[str, tuple[float, float]] = {}  # run marker -> (call arrived, answered), wall time
+            super().__init__(**kwargs)
+
+        def _serve(self, handler, call) -> None:  # noqa: ANN001 (the fake's own signature)
+            arrived = time.time()
+            try:
+                return super()._serve(handler, call)
+            finally:
+                marker = marker_of(call)
+                if marker:
+                    self.times[marker] = (arrived, time.time())
+
     stub = TimedSlackStub()
-    fake = FakeUpstream(expected_key=PROVIDER_KEY, defaults=Defaults(text=ANSWER_TEXT, first_byte_delay=upstream_s))
+    fake = TimedUpstream(expected_key=PROVIDER_KEY, defaults=Defaults(text=ANSWER_TEXT, first_byte_delay=upstream_s))
     conn.send((stub.base_url, fake.base_url))
     try:
         while True:
@@ -141,6 +157,9 @@ def serve_stand_ins(conn, results, upstream_s: float) -> None:
                 conn.send(True)
             elif command == "upstream_calls":
                 conn.send(upstream_calls_per_marker(fake))
+            elif command == "timeline":
+                with stub.counts_lock:
+                    conn.send((list(stub.log), dict(fake.times)))
             elif command == "stats":
                 with stub.counts_lock:
                     conn.send((dict(stub.posts), stub.updates))
@@ -353,7 +372,7 @@ def run_loop(port: int, stand_ins: "StandIns", mentions: Mentions, label: str, r
         ts, marker, body, headers = mentions.next(label)
         sent = time.monotonic()
         status, acked = post(body, headers)
-        outcome = {"ts": ts, "marker": marker, "status": status, "ack_s": acked - sent}
+        outcome = {"ts": ts, "marker": marker, "status": status, "ack_s": acked - sent, "ack_wall": time.time()}
         if status == "200":
             result = stand_ins.wait_result(ts, timeout)
             if result is None:
@@ -432,11 +451,17 @@ def upstream_calls_per_marker(fake) -> Counter[str]:
     """How many model calls each run made (its marker is in the conversation the agent sent)."""
     counts: Counter[str] = Counter()
     for call in fake.calls_to("/chat/completions"):
-        text = json.dumps(call.body.get("messages", ""))
-        start = text.find("bench-")
-        if start >= 0:
-            counts[text[start : start + len("bench-") + 40].split(":")[0]] += 1
+        marker = marker_of(call)
+        if marker:
+            counts[marker] += 1
     return counts
+
+
+def marker_of(call) -> str:  # noqa: ANN001 (tests.llm_fakes.UpstreamCall)
+    """The run marker ("bench-run-000123") in the conversation a model call carries; "" if none."""
+    text = json.dumps(call.body.get("messages", ""))
+    start = text.find("bench-")
+    return text[start : start + len("bench-") + 40].split(":")[0] if start >= 0 else ""
 
 
 # --- Main ---------------------------------------------------------------------------------------
@@ -446,7 +471,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=300, help="measured runs (mentions)")
     parser.add_argument("--concurrency", type=int, default=50, help="tasks in flight at once")
-    parser.add_argument("--upstream-ms", type=float, default=200.0, help="the fake model's fixed answer time")
+    parser.add_argument("--upstream-ms", type=float, default=10000.0,
+                        help="the fake model's fixed answer time (default 10 s: a real agent's model call takes seconds)")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers (gthread)")
     parser.add_argument("--web-threads", type=int, default=8)
@@ -455,6 +481,9 @@ def main() -> int:
     parser.add_argument("--stagger", action=argparse.BooleanOptionalAction, default=True,
                         help="clients start spread over one expected run and think 0-10%% of it between runs "
                              "(default); --no-stagger: lock-step waves")
+    parser.add_argument("--phases", action=argparse.BooleanOptionalAction, default=True,
+                        help="split each run's time into phases (Temporal histories, inbox rows, stand-in logs); "
+                             "see bench/task_loop_phases.py")
     args = parser.parse_args()
     upstream_s = args.upstream_ms / 1000
     pace_s = upstream_s + 0.5 if args.stagger else 0.0  # one expected run: the model's time + a lone run's overhead
@@ -544,6 +573,17 @@ def main() -> int:
         runs_per_s = round(len(completed) / wall, 2) if wall else 0.0
         cpu_ms_per_run = {name: round(spent * 1000 / len(completed), 1) if completed else None for name, spent in cpu_spent.items()}
         posts_per_run = Counter(posts.get(o["ts"], 0) for o in completed)
+        phase_lines: list[str] = []
+        if args.phases and completed:
+            from bench.task_loop_phases import collect, report as phase_report
+
+            slack_log, model_log = stand_ins.ask("timeline")
+            timelines = collect(completed, slack_log, model_log, address, os.environ.get("TEMPORAL_NAMESPACE", "default"))
+            phase_lines = phase_report(
+                timelines,
+                {o["ts"]: ms for o, ms in zip(completed, overhead_ms)},
+                {o["ts"]: o["ack_wall"] + o["ack_to_result_s"] for o in completed},
+            ).splitlines()
         base = baseline(stand_ins.upstream_url, args.runs, args.concurrency)
         print(f"overhead: {overhead}\nend to end: {end_to_end}\nbaseline: {base}", file=sys.stderr)
 
@@ -576,6 +616,7 @@ def main() -> int:
             "ratios": {"ack_to_result_p50_over_baseline_p50": ratio(end_to_end.p50_ms, base.p50_ms),
                        "ack_to_result_p99_over_baseline_p99": ratio(end_to_end.p99_ms, base.p99_ms)},
             "target": {"overhead_p99_ms_under": 1000, "met": met},
+            "phases_ms": phase_lines,
         }
         lines = [
             f"Task loop: {args.runs} Slack mentions -> built-in agent -> result in the thread, {args.concurrency} tasks in flight,",
@@ -598,6 +639,8 @@ def main() -> int:
             f"p99 {report['ratios']['ack_to_result_p99_over_baseline_p99']}x",
             f"target overhead p99 < 1000 ms: {'met' if met else 'NOT met'}",
         ]
+        if phase_lines:
+            lines += ["", "where a run's time goes (ms; slow5%: mean over the 5% of runs with the most overhead):", *phase_lines]
         text = "\n".join(lines)
         print(text)
         RESULTS.mkdir(parents=True, exist_ok=True)

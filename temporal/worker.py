@@ -29,6 +29,7 @@ ACTIVITIES: list[Callable] = [
     slack_mention_activities.post_thread_message_activity,
     slack_mention_activities.create_task_for_repo_activity,
     slack_mention_activities.forward_followup_activity,
+    slack_mention_activities.handle_mention_activity,
     *task_run_activities.ACTIVITIES,
 ]
 

@@ -3,7 +3,7 @@
 Everything the mention workflow's activities do with a Slack mention lives behind these
 functions (one call per activity): the quota gate and its denial, the thread's task,
 the repository choice and picker, the fixed messages, the task with its thread and
-"On it", and follow-ups. The task-run workflow's Slack side (`run_reports`): the
+"On it", and follow-ups; and `handle_mention`, the usual steps of those in one call. The task-run workflow's Slack side (`run_reports`): the
 status message, the reaction swap and the run's outcome. They raise the typed errors below; the activities map them
 to Temporal's retry rules (`retryable`, and `SlackRateLimited.retry_after`).
 
@@ -24,6 +24,7 @@ from .errors import (
 )
 from .mentions import (
     ForwardedFollowup,
+    HandledMention,
     MentionRequest,
     MentionTask,
     RepositoryChoice,
@@ -33,6 +34,7 @@ from .mentions import (
     enforce_quota,
     find_thread_task,
     forward_followup,
+    handle_mention,
     post_fixed_message,
     post_repo_picker,
 )
@@ -48,6 +50,7 @@ __all__ = [
     "backlog",
     "run_relay",
     "ForwardedFollowup",
+    "HandledMention",
     "Integration",
     "IntegrationGone",
     "InvalidWorkspaceSettings",
@@ -70,6 +73,7 @@ __all__ = [
     "enforce_quota",
     "find_thread_task",
     "forward_followup",
+    "handle_mention",
     "post_fixed_message",
     "post_repo_picker",
     "post_run_reply",

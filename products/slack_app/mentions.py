@@ -330,6 +330,49 @@ def forward_followup(request: MentionRequest, *, task_id: int) -> ForwardedFollo
     return ForwardedFollowup(forwarded=True, resumed=result.resumed, run_id=result.run.pk)
 
 
+@dataclass(frozen=True)
+class HandledMention:
+    """What `handle_mention` did with a mention: exactly one of the fields below says so."""
+
+    limited: bool = False  # over quota: the denial is posted, nothing else happened
+    followup_task_id: int | None = None  # the thread's task: the mention was a follow-up to it...
+    followup: ForwardedFollowup | None = None  # ...and this is what forwarding it did
+    picker: list[str] | None = None  # the rules could not choose: the picker must offer these (nothing posted yet)
+    repository: str | None = None  # the repository the task was created for
+    task: MentionTask | None = None  # the task created (or refused by the second gate: `task.denied`)
+
+
+def handle_mention(request: MentionRequest) -> HandledMention:
+    """The mention workflow's usual steps in one call: quota gate, the thread's task, the repository, the task.
+
+    The same steps, in the same order, as `enforce_quota`, `find_thread_task`,
+    `forward_followup` or `choose_repository` and `create_task_for_mention` (one
+    activity instead of four: each step is a task-queue round trip and a workflow task).
+    Stops before the picker: when the rules cannot choose, nothing is posted and the
+    workflow asks. Safe to run again after any step: a run that already created its task
+    (or forwarded its follow-up), keyed on the workflow id, skips the gate (the work was
+    accepted) and finds what it did instead of doing it twice; the writes and posts are
+    the steps' own, idempotent ones.
+    """
+    integration = get_integration(request.integration_id)
+    own_task = Task.objects.filter(idempotency_key=request.workflow_id).exists()
+    accepted = own_task or TaskFollowUp.objects.filter(idempotency_key=request.workflow_id).exists()
+    if not accepted and _deny_if_limited(
+        integration, workflow_id=request.workflow_id, channel=request.channel, thread_ts=request.thread_ts, user=request.user
+    ):
+        return HandledMention(limited=True)
+    if own_task:  # an earlier run of this step created the task: finish what it did (announce, start)
+        made = create_task_for_mention(request, repository=None)
+        return HandledMention(repository=Task.objects.get(pk=made.task_id).repository or None, task=made)
+    thread = find_thread_task(request.integration_id, channel=request.channel, thread_ts=request.thread_ts)
+    if thread.task_id is not None:
+        return HandledMention(followup_task_id=thread.task_id, followup=forward_followup(request, task_id=thread.task_id))
+    choice = choose_repository(request.integration_id, text=request.text, workflow_id=request.workflow_id)
+    if choice.needs_picker:
+        return HandledMention(picker=list(choice.repositories))
+    return HandledMention(repository=choice.repository, task=create_task_for_mention(request, repository=choice.repository))
+
+
 def _react_with_eyes(integration: Integration, *, channel: str, ts: str) -> None:
     """Acknowledge the mention with 👀; a courtesy, so a refusal (say, no `reactions:write`
     scope) is logged and the work goes on. A 429 still propagates: retrying is cheap and safe."""

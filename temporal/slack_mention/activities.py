@@ -36,6 +36,7 @@ from .constants import (
     ENFORCE_BILLING_QUOTA_ACTIVITY,
     FIND_THREAD_TASK_ACTIVITY,
     FORWARD_FOLLOWUP_ACTIVITY,
+    HANDLE_MENTION_ACTIVITY,
     INTEGRATION_NOT_FOUND_ERROR,
     POST_REPO_PICKER_ACTIVITY,
     POST_THREAD_MESSAGE_ACTIVITY,
@@ -52,6 +53,8 @@ from .types import (
     FindThreadTaskInput,
     ForwardFollowupInput,
     ForwardFollowupResult,
+    HandleMentionInput,
+    HandleMentionResult,
     PostedMessage,
     PostRepoPickerInput,
     PostThreadMessageInput,
@@ -112,7 +115,7 @@ def _workflow_id(channel: str, thread_ts: str) -> str:
     return f"thread:{channel}:{thread_ts}"
 
 
-def _request(inp: CreateTaskInput | ForwardFollowupInput) -> slack.MentionRequest:
+def _request(inp: CreateTaskInput | ForwardFollowupInput | HandleMentionInput) -> slack.MentionRequest:
     return slack.MentionRequest(
         integration_id=inp.integration_id,
         workflow_id=inp.workflow_id,
@@ -215,17 +218,18 @@ def post_thread_message_activity(inp: PostThreadMessageInput) -> PostedMessage:
 @_django_activity
 def create_task_for_repo_activity(inp: CreateTaskInput) -> CreateTaskResult:
     """Create the mention's task, tie the thread to it and say "On it", exactly once per workflow."""
-    made = slack.create_task_for_mention(_request(inp), repository=inp.repository)
-    if made.run_id is not None and not made.denied:
-        _start_task_run(made.run_id, inp.integration_id, inp.channel, inp.thread_ts, inp.event_ts)
-    return CreateTaskResult(task_id=made.task_id, run_id=made.run_id, created=made.created, denied=made.denied)
+    return _task_created(slack.create_task_for_mention(_request(inp), repository=inp.repository), inp)
 
 
 @activity.defn(name=FORWARD_FOLLOWUP_ACTIVITY)
 @_django_activity
 def forward_followup_activity(inp: ForwardFollowupInput) -> ForwardFollowupResult:
     """Append a later mention in the thread to the task's current run (resuming a finished run)."""
-    done = slack.forward_followup(_request(inp), task_id=inp.task_id)
+    return _followup_forwarded(slack.forward_followup(_request(inp), task_id=inp.task_id), inp)
+
+
+def _followup_forwarded(done: slack.ForwardedFollowup, inp: ForwardFollowupInput | HandleMentionInput) -> ForwardFollowupResult:
+    """Start or tell the run a forwarded follow-up went to; the activity's result."""
     if done.forwarded and done.run_id is not None:
         # A resumed task is a new run: its own workflow. A run still going gets the
         # follow-up signalled (its workflow is started too, should an earlier start have been lost).
@@ -233,3 +237,28 @@ def forward_followup_activity(inp: ForwardFollowupInput) -> ForwardFollowupResul
         if not done.resumed and activity.in_activity():
             deliver_followup(done.run_id)
     return ForwardFollowupResult(forwarded=done.forwarded, resumed=done.resumed, denied=done.denied, run_id=done.run_id)
+
+
+def _task_created(made: slack.MentionTask, inp: CreateTaskInput | HandleMentionInput) -> CreateTaskResult:
+    """Start the created task's run workflow; the activity's result."""
+    if made.run_id is not None and not made.denied:
+        _start_task_run(made.run_id, inp.integration_id, inp.channel, inp.thread_ts, inp.event_ts)
+    return CreateTaskResult(task_id=made.task_id, run_id=made.run_id, created=made.created, denied=made.denied)
+
+
+@activity.defn(name=HANDLE_MENTION_ACTIVITY)
+@_django_activity
+def handle_mention_activity(inp: HandleMentionInput) -> HandleMentionResult:
+    """The usual path in one step: quota gate, the thread's task (a follow-up), the repository, the task and its run.
+
+    Stops before the picker (`needs_picker`): the workflow posts it and waits for the answer.
+    """
+    done = slack.handle_mention(_request(inp))
+    if done.limited:
+        return HandleMentionResult(limited=True)
+    if done.followup is not None:
+        return HandleMentionResult(followup_task_id=done.followup_task_id, followup=_followup_forwarded(done.followup, inp))
+    if done.picker is not None:
+        return HandleMentionResult(needs_picker=True, repositories=list(done.picker))
+    assert done.task is not None
+    return HandleMentionResult(repository=done.repository, created=_task_created(done.task, inp))

@@ -21,6 +21,8 @@ POST_REPO_PICKER_ACTIVITY = "post_repo_picker_activity"
 POST_THREAD_MESSAGE_ACTIVITY = "post_thread_message_activity"
 CREATE_TASK_FOR_REPO_ACTIVITY = "create_task_for_repo_activity"
 FORWARD_FOLLOWUP_ACTIVITY = "forward_followup_activity"
+# The usual path in one step (quota gate, thread lookup, follow-up or routing, task creation); since patch ONE_STEP_PATCH.
+HANDLE_MENTION_ACTIVITY = "handle_mention_activity"
 
 # Error types the activities raise. The not-found, permanent and unknown-kind ones are never retried (retrying cannot fix
 # them); a rate limit is retried after Slack's Retry-After.

@@ -15,3 +15,11 @@ steps they actually took.
 # keep the gate unconditional; after the executions recorded with `patched()` have closed
 # too, delete the call and this constant.
 BILLING_GATE_PATCH = "posthog-code-slack-billing-gate"
+
+# Guards the one-step path: a new execution runs `handle_mention_activity` (quota gate, thread
+# lookup, follow-up or routing, task creation in one activity) instead of the four activities
+# above, and goes on to the picker and `create_task_for_repo_activity` only when the rules
+# cannot choose the repository. Protects: histories recorded before it (the billing gate, then
+# one activity per step; tests/temporal/histories/mention_with_billing_gate.json and
+# mention_before_billing_gate.json). Lifecycle: as BILLING_GATE_PATCH's.
+ONE_STEP_PATCH = "posthog-code-slack-mention-one-step"

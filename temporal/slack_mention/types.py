@@ -127,6 +127,30 @@ class ForwardFollowupResult:
     run_id: int | None = None
 
 
+@dataclass
+class HandleMentionInput:
+    integration_id: int
+    workflow_id: str  # the idempotency key of the task or follow-up this mention becomes
+    channel: str
+    thread_ts: str
+    event_ts: str  # the mention itself (gets the 👀 reaction)
+    user: str
+    text: str
+
+
+@dataclass
+class HandleMentionResult:
+    """What the one step did; the workflow goes on only for the picker (`needs_picker`)."""
+
+    limited: bool = False  # over quota: the denial is posted, nothing else happened
+    followup_task_id: int | None = None  # the mention was a follow-up to this task...
+    followup: ForwardFollowupResult | None = None  # ...forwarded (or refused by its own gate) as this says
+    needs_picker: bool = False  # the rules could not choose: ask with the picker (nothing posted yet)
+    repositories: list[str] = field(default_factory=list)  # what the picker offers
+    repository: str | None = None  # the repository of the task created
+    created: CreateTaskResult | None = None  # the task created (or refused by the second gate: `created.denied`)
+
+
 # --- Workflow result ---------------------------------------------------------------------
 
 OUTCOME_QUOTA_LIMITED = "quota_limited"  # first gate refused; denial posted

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         ENFORCE_BILLING_QUOTA_ACTIVITY,
         FIND_THREAD_TASK_ACTIVITY,
         FORWARD_FOLLOWUP_ACTIVITY,
+        HANDLE_MENTION_ACTIVITY,
         INTEGRATION_NOT_FOUND_ERROR,
         POST_REPO_PICKER_ACTIVITY,
         POST_THREAD_MESSAGE_ACTIVITY,
@@ -34,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         TASK_NOT_FOUND_ERROR,
         WORKFLOW_TYPE,
     )
-    from .patches import BILLING_GATE_PATCH
+    from .patches import BILLING_GATE_PATCH, ONE_STEP_PATCH
     from .types import (
         MESSAGE_APOLOGY,
         MESSAGE_PICKER_TIMEOUT,
@@ -50,6 +51,8 @@ with workflow.unsafe.imports_passed_through():
         FindThreadTaskInput,
         ForwardFollowupInput,
         ForwardFollowupResult,
+        HandleMentionInput,
+        HandleMentionResult,
         PostedMessage,
         PostRepoPickerInput,
         PostThreadMessageInput,
@@ -123,6 +126,20 @@ SLACK_OPTIONS = dict(
         non_retryable_error_types=_NOT_RETRYABLE,
     ),
 )
+# The one step (quota gate, thread lookup, follow-up or routing, task creation): the gate's
+# patience (Redis unreachable is retried for up to ten minutes, never failed open) with the
+# Slack steps' timeouts (it calls Slack several times, and the routing model may be asked).
+ONE_STEP_OPTIONS = dict(
+    start_to_close_timeout=timedelta(seconds=60),
+    heartbeat_timeout=HEARTBEAT_TIMEOUT,
+    schedule_to_close_timeout=timedelta(minutes=10),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=30),
+        non_retryable_error_types=_NOT_RETRYABLE,
+    ),
+)
 # The apology is best effort: short, few retries, and its failure never hides the real one.
 APOLOGY_OPTIONS = dict(
     start_to_close_timeout=timedelta(seconds=15),
@@ -175,13 +192,17 @@ class SlackMentionWorkflow:
             ) from err
 
     async def _process(self, inp: SlackMentionWorkflowInput, mention: "_Mention") -> SlackMentionWorkflowResult:
+        # Today: steps 1-4 in one activity, then the picker if the rules could not choose (see patches.py).
+        if workflow.patched(ONE_STEP_PATCH):
+            return await self._handle_in_one_step(inp, mention)
+        # Executions started before the one step: one activity per step.
         # 1. Quota gate (added after executions without it were already running: see patches.py).
         if workflow.patched(BILLING_GATE_PATCH) and await self._quota_limited(inp, mention):
             return SlackMentionWorkflowResult(outcome=OUTCOME_QUOTA_LIMITED)
         return await self._handle_mention(inp, mention)
 
     async def _handle_mention(self, inp: SlackMentionWorkflowInput, mention: "_Mention") -> SlackMentionWorkflowResult:
-        """Steps 2-4, unchanged since before the billing gate (histories of both versions replay them)."""
+        """Steps 2-4 one activity each, unchanged since before the billing gate (histories of both versions replay them)."""
         # 2. A mention in a thread that already has a task is a follow-up to it.
         thread = await workflow.execute_activity(
             FIND_THREAD_TASK_ACTIVITY,
@@ -219,29 +240,65 @@ class SlackMentionWorkflow:
             result_type=RouteRepositoryResult,
             **ROUTE_OPTIONS,
         )
-        repository = route.repository
         if route.needs_picker:
-            self._offered = list(route.repositories)
-            await workflow.execute_activity(
-                POST_REPO_PICKER_ACTIVITY,
-                PostRepoPickerInput(
-                    integration_id=inp.integration_id,
-                    channel=mention.channel,
-                    thread_ts=mention.thread_ts,
-                    workflow_id=workflow.info().workflow_id,
-                    repositories=self._offered,
-                ),
-                result_type=PostedMessage,
-                **SLACK_OPTIONS,
-            )
-            try:
-                await workflow.wait_condition(lambda: self._answered, timeout=PICKER_TIMEOUT)
-            except asyncio.TimeoutError:
-                await self._post(inp, mention, MESSAGE_PICKER_TIMEOUT, SLACK_OPTIONS)
-                return SlackMentionWorkflowResult(outcome=OUTCOME_PICKER_TIMED_OUT)
-            repository = self._chosen
+            return await self._pick_and_create(inp, mention, list(route.repositories))
+        return await self._create(inp, mention, route.repository)
 
-        # 4. Create the task (the activity gates on quota again first).
+    async def _handle_in_one_step(self, inp: SlackMentionWorkflowInput, mention: "_Mention") -> SlackMentionWorkflowResult:
+        """Steps 1-4 in one activity (quota gate, the thread's task, the repository, the task); the picker only if needed."""
+        handled = await workflow.execute_activity(
+            HANDLE_MENTION_ACTIVITY,
+            HandleMentionInput(
+                integration_id=inp.integration_id,
+                workflow_id=workflow.info().workflow_id,
+                channel=mention.channel,
+                thread_ts=mention.thread_ts,
+                event_ts=mention.ts,
+                user=mention.user,
+                text=mention.text,
+            ),
+            result_type=HandleMentionResult,
+            **ONE_STEP_OPTIONS,
+        )
+        if handled.limited:
+            return SlackMentionWorkflowResult(outcome=OUTCOME_QUOTA_LIMITED)
+        if handled.followup is not None:
+            return SlackMentionWorkflowResult(
+                outcome=OUTCOME_FOLLOWUP_DENIED if handled.followup.denied else OUTCOME_FOLLOWUP_FORWARDED,
+                task_id=handled.followup_task_id,
+                run_id=handled.followup.run_id,
+                resumed=handled.followup.resumed,
+            )
+        if handled.needs_picker:
+            return await self._pick_and_create(inp, mention, list(handled.repositories))
+        if handled.created is None:
+            raise ApplicationError(f"{HANDLE_MENTION_ACTIVITY} said neither what it did nor what to ask", non_retryable=True)
+        return _created_result(handled.created, handled.repository)
+
+    async def _pick_and_create(self, inp: SlackMentionWorkflowInput, mention: "_Mention", repositories: list[str]) -> SlackMentionWorkflowResult:
+        """Step 3's picker (the rules could not choose): post it, wait for the answer, then step 4."""
+        self._offered = repositories
+        await workflow.execute_activity(
+            POST_REPO_PICKER_ACTIVITY,
+            PostRepoPickerInput(
+                integration_id=inp.integration_id,
+                channel=mention.channel,
+                thread_ts=mention.thread_ts,
+                workflow_id=workflow.info().workflow_id,
+                repositories=self._offered,
+            ),
+            result_type=PostedMessage,
+            **SLACK_OPTIONS,
+        )
+        try:
+            await workflow.wait_condition(lambda: self._answered, timeout=PICKER_TIMEOUT)
+        except asyncio.TimeoutError:
+            await self._post(inp, mention, MESSAGE_PICKER_TIMEOUT, SLACK_OPTIONS)
+            return SlackMentionWorkflowResult(outcome=OUTCOME_PICKER_TIMED_OUT)
+        return await self._create(inp, mention, self._chosen)
+
+    async def _create(self, inp: SlackMentionWorkflowInput, mention: "_Mention", repository: str | None) -> SlackMentionWorkflowResult:
+        """Step 4: create the task (the activity gates on quota again first)."""
         created = await workflow.execute_activity(
             CREATE_TASK_FOR_REPO_ACTIVITY,
             CreateTaskInput(
@@ -257,11 +314,7 @@ class SlackMentionWorkflow:
             result_type=CreateTaskResult,
             **SLACK_OPTIONS,
         )
-        if created.denied:
-            return SlackMentionWorkflowResult(outcome=OUTCOME_TASK_DENIED, repository=repository)
-        return SlackMentionWorkflowResult(
-            outcome=OUTCOME_TASK_CREATED, task_id=created.task_id, run_id=created.run_id, repository=repository
-        )
+        return _created_result(created, repository)
 
     async def _quota_limited(self, inp: SlackMentionWorkflowInput, mention: "_Mention") -> bool:
         """Run the quota-enforcement activity; True means the denial is posted and nothing else may happen."""
@@ -289,6 +342,14 @@ class SlackMentionWorkflow:
             if is_cancelled_exception(err):
                 raise
             workflow.logger.warning("Could not post the apology: %s", err)
+
+
+def _created_result(created: CreateTaskResult, repository: str | None) -> SlackMentionWorkflowResult:
+    if created.denied:
+        return SlackMentionWorkflowResult(outcome=OUTCOME_TASK_DENIED, repository=repository)
+    return SlackMentionWorkflowResult(
+        outcome=OUTCOME_TASK_CREATED, task_id=created.task_id, run_id=created.run_id, repository=repository
+    )
 
 
 def _describe(err: BaseException) -> str:

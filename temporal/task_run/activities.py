@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import TypeVar
 
@@ -49,6 +50,7 @@ from .constants import (
     RUN_NOT_FOUND_ERROR,
     SLACK_PERMANENT_ERROR,
     SLACK_RATE_LIMITED_ERROR,
+    STATUS_COMPLETED,
     SYNC_TASK_RUN_ACTIVITY,
     task_run_workflow_id,
 )
@@ -58,6 +60,7 @@ from .types import (
     ConcludeInput,
     ConcludeResult,
     ConversationMessage,
+    FinishInput,
     PostReplyInput,
     Reported,
     RunState,
@@ -197,6 +200,10 @@ def conclude_task_run_activity(inp: ConcludeInput) -> ConcludeResult:
     is only reported. Reporting: the status message edited a last time, 👀 swapped, the
     result or the failure posted once.
     """
+    return _conclude(inp)
+
+
+def _conclude(inp: ConcludeInput) -> ConcludeResult:
     finish = inp.finish
     if finish is None:
         run = tasks.get_run(inp.target.run_id)
@@ -220,12 +227,23 @@ def conclude_task_run_activity(inp: ConcludeInput) -> ConcludeResult:
 @activity.defn(name=ANSWER_TASK_RUN_ACTIVITY)
 @_django_activity
 def answer_task_run_activity(inp: AnswerInput) -> AnswerResult:
-    """One agent turn: the task (or the follow-ups after `cursor`) put to the model through the gateway."""
+    """One agent turn: the task (or the follow-ups after `cursor`) put to the model through the gateway.
+
+    With `inp.conclude`, the turn then concludes the run as `conclude_task_run_activity` would
+    (finish with the answer unless follow-ups wait, report it in the thread), so the result
+    goes out as soon as the model has answered. A run that is already over (an earlier attempt
+    finished it and died reporting) is concluded as it stands: the model is not asked again.
+    """
     run = tasks.get_run(inp.run_id)
+    if inp.conclude is not None and run.is_terminal:
+        return AnswerResult(
+            quota_limited=False, text=run.summary, cursor=inp.cursor, conversation=list(inp.earlier),
+            concluded=_conclude_best_effort(replace(inp.conclude, finish=None)),
+        )
     followups = tasks.followups_since(inp.run_id, inp.cursor, check_run=False)
     earlier = [agent.AgentMessage(role=m.role, content=m.content) for m in inp.earlier]
     if earlier and not followups:  # nothing new to answer (the follow-ups seen waiting are gone): the last answer stands
-        return AnswerResult(quota_limited=False, text=earlier[-1].content, cursor=inp.cursor, conversation=list(inp.earlier))
+        return _concluding(inp, AnswerResult(quota_limited=False, text=earlier[-1].content, cursor=inp.cursor, conversation=list(inp.earlier)))
     conversation = agent.build_conversation(run, followups, earlier)
     # The model call takes seconds to minutes: hold no database session meanwhile, so a
     # worker's many agent turns in flight (TEMPORAL_ACTIVITY_THREADS) are not as many sessions.
@@ -234,7 +252,7 @@ def answer_task_run_activity(inp: AnswerInput) -> AnswerResult:
         reply = agent.answer(run, conversation)
     except agent.AgentQuotaExceeded as exceeded:
         return AnswerResult(quota_limited=True, message=getattr(exceeded, "message", "") or str(exceeded))
-    return AnswerResult(
+    return _concluding(inp, AnswerResult(
         quota_limited=False,
         text=reply.text,
         model=reply.model,
@@ -242,7 +260,31 @@ def answer_task_run_activity(inp: AnswerInput) -> AnswerResult:
         cursor=max([inp.cursor, *(f.id for f in followups)]),
         conversation=[ConversationMessage(role=m.role, content=m.content) for m in conversation]
         + [ConversationMessage(role="assistant", content=reply.text)],
-    )
+    ))
+
+
+def _concluding(inp: AnswerInput, answered: AnswerResult) -> AnswerResult:
+    """`answered`, and with `inp.conclude` the run finished with it and reported (what the conclude step would do)."""
+    if inp.conclude is not None:
+        finish = FinishInput(
+            run_id=inp.run_id, status=STATUS_COMPLETED, summary=answered.text, unless_followups_after=answered.cursor
+        )
+        answered.concluded = _conclude_best_effort(replace(inp.conclude, finish=finish))
+    return answered
+
+
+def _conclude_best_effort(inp: ConcludeInput) -> ConcludeResult | None:
+    """`_conclude`, or None if it failed: the answer is kept (never asked for again) and the workflow's conclude step retries.
+
+    The run gone (`RunNotFound`) is raised: there is nothing left to conclude.
+    """
+    try:
+        return _conclude(inp)
+    except tasks.RunNotFound:
+        raise
+    except Exception as error:  # noqa: BLE001 - Slack unavailable or rate limited, the database blinking: retried by the step
+        logger.warning("Run %s answered; concluding it failed (the workflow's conclude step retries): %r", inp.target.run_id, error)
+        return None
 
 
 # --- Slack -----------------------------------------------------------------------------------

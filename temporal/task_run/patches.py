@@ -1,4 +1,4 @@
-"""Patch ids for the task-run workflow, one constant each (none yet: this is its first version).
+"""Patch ids for the task-run workflow, one constant each.
 
 How this workflow is versioned: its command sequence (which activities it runs, in
 which order, its timers and `continue_as_new`) is what Temporal replays. Any change to
@@ -17,3 +17,14 @@ Timeouts, retry policies and activity implementations are not part of the replay
 command sequence and change without a patch; activity names and signal names
 (constants.py) never change.
 """
+
+# Guards the built-in agent's turn concluding the run itself: `answer_task_run_activity` is given
+# `conclude` and, once the model answered, finishes the run and reports it in the same activity
+# (the result reaches the thread without a workflow task and a local step in between); the
+# workflow runs `conclude_task_run_activity` only when the turn did not conclude (it failed to
+# report, or the gateway said quota). Protects: built-in histories of the first version (a local
+# conclude after every answer; tests/temporal/histories/task_run_builtin_with_followup.json).
+# (A replayed first-version turn gets its recorded result, without `concluded`, so it would take
+# the conclude step even unguarded; the guard keeps the rule that a changed sequence is patched,
+# and records which executions conclude in the turn.) Lifecycle: as the mention workflow's.
+ANSWER_CONCLUDES_PATCH = "posthog-code-task-run-answer-concludes"

@@ -61,6 +61,10 @@ class AnswerInput:
     run_id: int
     cursor: int = 0  # id of the last follow-up already in `earlier`
     earlier: list[ConversationMessage] = field(default_factory=list)  # the conversation so far, answers included
+    # Since ANSWER_CONCLUDES_PATCH: also finish the run with the answer (unless follow-ups wait) and
+    # report it, as `conclude_task_run_activity` would (its `finish` is filled in with the answer).
+    # None: the workflow concludes with that step.
+    conclude: ConcludeInput | None = None
 
 
 @dataclass
@@ -72,6 +76,9 @@ class AnswerResult:
     cursor: int = 0  # id of the last follow-up now answered
     conversation: list[ConversationMessage] = field(default_factory=list)  # `earlier` + this turn + the answer
     message: str = ""
+    # With `AnswerInput.conclude`: what concluding did. None: not concluded here (not asked, or it
+    # failed: Slack unavailable...); the workflow concludes with its own step, which retries.
+    concluded: ConcludeResult | None = None
 
 
 @dataclass

@@ -34,7 +34,9 @@ failing past the retries, the step is run again without its Slack part, so the r
 moves and finishes. When Slack says the message or thread is gone, reporting stops for
 good (`stopped`); the run still finishes.
 
-Versioning: see patches.py (this is the first version).
+Versioning: see patches.py. Since ANSWER_CONCLUDES_PATCH a built-in turn concludes the run
+itself (step 3 inside step 2), so the result reaches the thread as soon as the model answered;
+step 3 then runs only when that failed.
 """
 from __future__ import annotations
 
@@ -65,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         SYNC_TASK_RUN_ACTIVITY,
         TASK_RUN_WORKFLOW_TYPE,
     )
+    from .patches import ANSWER_CONCLUDES_PATCH
     from .types import (
         AnswerInput,
         AnswerResult,
@@ -220,15 +223,22 @@ class TaskRunWorkflow:
     # --- Built in ------------------------------------------------------------------------------
 
     async def _run_builtin(self, state: RunState) -> ConcludeResult:
-        """Answer the task, then every follow-up stored meanwhile; finish with the last answer and report it."""
+        """Answer the task, then every follow-up stored meanwhile; finish with the last answer and report it.
+
+        Since ANSWER_CONCLUDES_PATCH a turn concludes the run itself once the model has
+        answered; the conclude step runs only when it did not (see patches.py).
+        """
         cursor = 0
         conversation: list[ConversationMessage] = []
         turn = 0
+        answer_concludes = self._answer_concludes()
         while True:
+            assert self._target is not None
+            conclude = ConcludeInput(target=self._target, report=not self._stopped) if answer_concludes else None
             try:
                 answered = await workflow.execute_activity(
                     ANSWER_TASK_RUN_ACTIVITY,
-                    AnswerInput(run_id=state.run_id, cursor=cursor, earlier=conversation),
+                    AnswerInput(run_id=state.run_id, cursor=cursor, earlier=conversation, conclude=conclude),
                     result_type=AnswerResult,
                     **AGENT_OPTIONS,
                 )
@@ -245,14 +255,22 @@ class TaskRunWorkflow:
             turn += 1
             cursor = answered.cursor
             conversation = list(answered.conversation)
-            concluded = await self._conclude(
-                FinishInput(run_id=state.run_id, status=STATUS_COMPLETED, summary=answered.text, unless_followups_after=cursor)
-            )
+            if answered.concluded is not None:  # the turn concluded the run itself
+                concluded = answered.concluded
+                self._stopped = self._stopped or concluded.stopped
+            else:
+                concluded = await self._conclude(
+                    FinishInput(run_id=state.run_id, status=STATUS_COMPLETED, summary=answered.text, unless_followups_after=cursor)
+                )
             if concluded.finished:
                 return concluded
             # Follow-ups came in while the agent was answering: this answer goes to the thread
             # now, and the next turn answers them.
             await self._post_reply(f"answer-{turn}", answered.text)
+
+    def _answer_concludes(self) -> bool:
+        """Whether this execution's turns conclude the run themselves (recorded: see patches.py)."""
+        return workflow.patched(ANSWER_CONCLUDES_PATCH)
 
     # --- External runners ------------------------------------------------------------------------
 

@@ -21,3 +21,16 @@ class TaskRunWorkflowWithRegularFirstStep(TaskRunWorkflow):
     @workflow.run
     async def run(self, inp: TaskRunWorkflowInput) -> TaskRunWorkflowResult:
         return await super().run(inp)
+
+
+@workflow.defn(name=TASK_RUN_WORKFLOW_TYPE)
+class TaskRunWorkflowBeforeAnswerConcludes(TaskRunWorkflow):
+    """The first version: every built-in turn followed by the local conclude step (no patch call)."""
+
+    def _answer_concludes(self) -> bool:
+        return False
+
+    @workflow.run
+    async def run(self, inp: TaskRunWorkflowInput) -> TaskRunWorkflowResult:
+        return await super().run(inp)
+

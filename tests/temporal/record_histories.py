@@ -4,14 +4,16 @@
 
 (with the same DATABASE_URL / TEST_REDIS_URL you run the tests with). It runs, on the
 test session's real Temporal dev server, PostgreSQL, Redis and Slack stand-in, the same
-mention twice: once with the workflow as it was before the billing gate
-(`old_workflows.SlackMentionWorkflowBeforeBillingGate`) and once with today's
-`SlackMentionWorkflow`, and writes each execution's history as JSON. The scenario is
+mention with each version of the workflow: as it was before the billing gate
+(`old_workflows.SlackMentionWorkflowBeforeBillingGate`), with the gate and one activity
+per step (`old_workflows.SlackMentionWorkflowBeforeOneStep`) and today's
+`SlackMentionWorkflow` (the one step), and writes each execution's history as JSON. The scenario is
 the richest path: two repositories, no default, the picker, a `repo_selected` signal,
 the task created.
 
-Only re-record the "before" history if the pre-gate code is what it replays; a history
-recorded by a version that is actually deployed is the real proof.
+Only re-record an older version's history if its code in old_workflows is what it
+replays; a history recorded by a version that is actually deployed is the real proof
+(`RECORD_ONLY=mention_one_step` records just that one).
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ TEAM = "TRECORDED"
 RECORDINGS = {
     # file stem: (event id, workflow class name in old_workflows or None for today's)
     "mention_before_billing_gate": ("EvBEFOREGATE", "SlackMentionWorkflowBeforeBillingGate"),
-    "mention_with_billing_gate": ("EvWITHGATE", None),
+    "mention_with_billing_gate": ("EvWITHGATE", "SlackMentionWorkflowBeforeOneStep"),
+    "mention_one_step": ("EvONESTEP", None),
 }
 
 
@@ -47,6 +50,9 @@ def test_record_history(stem, temporal, slack_api, accounts):
     from tests.temporal import old_workflows
     from tests.temporal.slack_mention_helpers import make_integration, mention_event, mention_input, run_mention, wait_until
 
+    only = os.environ.get("RECORD_ONLY")
+    if only and stem not in only.split(","):
+        pytest.skip(f"RECORD_ONLY={only}")
     event_id, class_name = RECORDINGS[stem]
     workflow_class = getattr(old_workflows, class_name) if class_name else SlackMentionWorkflow
     integration = make_integration(accounts, repositories=["acme/web", "acme/api"])

@@ -43,9 +43,11 @@ from temporal.slack_mention.types import (
     OUTCOME_TASK_DENIED,
     CreateTaskInput,
     EnforceQuotaInput,
+    HandleMentionInput,
     QuotaGateResult,
 )
 from temporal.worker import ACTIVITIES
+from tests.temporal.old_workflows import SlackMentionWorkflowBeforeOneStep
 from tests.temporal.slack_mention_helpers import (
     BOT_TOKEN,
     CHANNEL,
@@ -227,11 +229,18 @@ def test_over_quota_mention_is_refused_at_the_first_gate(temporal, slack_api, ac
 
 
 def test_credits_running_out_after_the_first_gate_stop_task_creation(temporal, slack_api, accounts):
-    """Quota can run out while a workflow is under way: the create activity checks again."""
+    """Quota can run out while a workflow is under way: the create activity checks again.
+
+    (Run by the version with one activity per step, whose executions may still be open; today's
+    one step creates the task with the same create call, which gates again the same way.)
+    """
     integration = make_integration(accounts, repositories=["acme/web"])
     event = mention_event("fix it")
 
-    result = run(temporal, mention_input(integration, event), activities=ACTIVITIES_WITH_CREDITS_RUNNING_OUT)
+    result = run(
+        temporal, mention_input(integration, event), activities=ACTIVITIES_WITH_CREDITS_RUNNING_OUT,
+        workflow_class=SlackMentionWorkflowBeforeOneStep,
+    )
 
     assert result.outcome == OUTCOME_TASK_DENIED
     assert posts_in_thread(slack_api, event["ts"]) == [DENIAL]
@@ -283,7 +292,11 @@ def test_followup_activity_gates_on_quota_itself(temporal, slack_api, accounts):
     first, task = create_thread_task(temporal, integration)
 
     reply = mention_event("also the logout page", thread_ts=first["ts"])
-    result = run(temporal, mention_input(integration, reply), activities=ACTIVITIES_WITH_CREDITS_RUNNING_OUT)
+    # The gate stand-in is a step of the version with one activity per step (see above).
+    result = run(
+        temporal, mention_input(integration, reply), activities=ACTIVITIES_WITH_CREDITS_RUNNING_OUT,
+        workflow_class=SlackMentionWorkflowBeforeOneStep,
+    )
 
     assert result.outcome == OUTCOME_FOLLOWUP_DENIED and result.task_id == task.pk
     assert posts_in_thread(slack_api, first["ts"]) == [on_it(task), DENIAL]
@@ -336,6 +349,60 @@ def test_create_activity_run_twice_makes_one_task_and_one_reply(slack_api, accou
     assert (first.task_id, first.run_id) == (second.task_id, second.run_id) == (task.pk, task.runs.get().pk)
     assert SlackThreadTaskMapping.objects.count() == 1
     assert posts_in_thread(slack_api, event["ts"]) == [on_it(task)]
+
+
+def _one_step_input(integration, event, workflow_id="wf-one-step") -> HandleMentionInput:
+    return HandleMentionInput(
+        integration_id=integration.pk,
+        workflow_id=workflow_id,
+        channel=event["channel"],
+        thread_ts=event.get("thread_ts") or event["ts"],
+        event_ts=event["ts"],
+        user=event["user"],
+        text=event["text"],
+    )
+
+
+def test_one_step_run_again_after_it_created_the_task_makes_one_task_and_one_reply(slack_api, accounts):
+    """The one step retried after it created the task (a worker killed after the post): the same task,
+    "On it" once, and no quota gate: the work was accepted, so credits running out since change nothing."""
+    integration = make_integration(accounts, repositories=["acme/web"])
+    event = mention_event("fix it")
+    inp = _one_step_input(integration, event)
+
+    first = activities.handle_mention_activity(inp)
+    limit_project(integration.project)
+    second = activities.handle_mention_activity(inp)
+
+    task = only_task()
+    assert first.created.created and not second.created.created and not second.limited
+    assert (first.created.task_id, first.created.run_id) == (second.created.task_id, second.created.run_id) == (task.pk, task.runs.get().pk)
+    assert first.repository == second.repository == "acme/web"
+    assert SlackThreadTaskMapping.objects.count() == 1
+    assert posts_in_thread(slack_api, event["ts"]) == [on_it(task)]
+
+
+def test_one_step_over_quota_does_nothing_but_deny(slack_api, accounts):
+    integration = make_integration(accounts, repositories=["acme/web", "acme/api"])
+    limit_project(integration.project)
+    event = mention_event("fix it")
+
+    result = activities.handle_mention_activity(_one_step_input(integration, event))
+
+    assert result.limited and result.created is None and not result.needs_picker
+    assert posts_in_thread(slack_api, event["ts"]) == [DENIAL]
+    assert slack_api.calls_to("reactions.add") == [] and not Task.objects.exists()
+
+
+def test_one_step_stops_before_the_picker(slack_api, accounts):
+    """When the rules cannot choose, the step posts nothing: the workflow posts the picker and waits."""
+    integration = make_integration(accounts, repositories=["acme/web", "acme/api"])
+    event = mention_event("the login page 500s")
+
+    result = activities.handle_mention_activity(_one_step_input(integration, event))
+
+    assert result.needs_picker and result.repositories == ["acme/web", "acme/api"] and result.created is None
+    assert slack_api.calls_to("chat.postMessage") == [] and not Task.objects.exists()
 
 
 def test_slack_rate_limit_fails_the_attempt_with_retry_after_as_the_delay(slack_api, accounts):

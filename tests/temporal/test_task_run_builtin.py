@@ -201,3 +201,23 @@ def test_a_provider_failure_is_retried_and_the_answer_still_posted_once(accounts
     assert len(agent.calls_to("/chat/completions")) >= 2
     assert thread_steps(slack_api, event["ts"]) == ["on_it", "status", "result"]
     assert thread_texts(slack_api, event["ts"])[2] == "The answer after a retry."
+
+
+def test_a_turn_that_cannot_report_leaves_it_to_the_conclude_step_without_asking_the_model_again(
+    accounts, slack_api, temporal, worker, agent, settings
+):
+    """The turn concludes the run itself; when Slack fails it there (a 5xx on the last status edit), the
+    answer is kept, the workflow's conclude step retries the report, and the model is asked once."""
+    agent.respond("/chat/completions", text="Plan: pin the clock.")
+    slack_api.respond("chat.update", status=500, body={"ok": False, "error": "internal_error"})
+    integration = make_integration(accounts, repositories=["acme/web"])
+
+    event, workflow_id = mention(temporal, settings, integration, "fix the flaky login test")
+    final = run_result(temporal, result_of(temporal, workflow_id)["run_id"])
+
+    assert (final["status"], final["reported"]) == ("completed", True)
+    assert len(agent.calls_to("/chat/completions")) == 1
+    assert len(slack_api.calls_to("chat.update")) == 2  # the failed edit in the turn, the conclude step's
+    assert thread_steps(slack_api, event["ts"]) == ["on_it", "status", "result"]
+    assert thread_texts(slack_api, event["ts"])[2] == "Plan: pin the clock."
+    assert reactions(slack_api, event["ts"])[-1] == ("reactions.add", "white_check_mark")

@@ -1,15 +1,15 @@
-"""Versioning proof for the task-run workflow: executions recorded by its first version replay on today's code.
+"""Versioning proof for the task-run workflow: executions recorded by each of its versions replay on today's code.
 
 Invariant: a change to the task-run workflow never breaks a run that is already open
-(Temporal replays its history against the new code). This is the workflow's first
-version (temporal/task_run/patches.py says how later ones go behind `workflow.patched`);
-its histories, recorded below, are the reference every later change must replay: one
-built-in run that answered a follow-up, one external run with progress lines and a pull
-request. The negative case shows the replay really checks: code that skips a step the
-history recorded does not replay.
+(Temporal replays its history against the new code). The first version's histories are
+the reference every later change must replay: one built-in run that answered a follow-up,
+one external run with progress lines and a pull request. The second version
+(ANSWER_CONCLUDES_PATCH: a built-in turn concludes the run itself) has its own recording
+of the same built-in scenario. The negative cases show the replay really checks: code that
+skips a step the history recorded, or that drops the patched branch too early, does not replay.
 
-Re-record (only when the recorded version is the one deployed) with
-`RECORD_HISTORIES=1 pytest tests/temporal/test_task_run_versioning.py -k record`.
+Record today's version (the first version's files are kept: they are what open runs of it
+replay) with `RECORD_HISTORIES=1 pytest tests/temporal/test_task_run_versioning.py -k record_builtin`.
 """
 from __future__ import annotations
 
@@ -23,11 +23,16 @@ from temporalio.worker import Replayer
 
 from temporal.client import run_sync, task_run_workflow_id
 from temporal.task_run.workflows import TaskRunWorkflow
-from tests.temporal.altered_task_run_workflows import TaskRunWorkflowWithRegularFirstStep
+from temporal.task_run.patches import ANSWER_CONCLUDES_PATCH
+from tests.temporal.altered_task_run_workflows import (
+    TaskRunWorkflowBeforeAnswerConcludes,
+    TaskRunWorkflowWithRegularFirstStep,
+)
 from tests.temporal.record_histories import HISTORIES
 
 BUILTIN = "task_run_builtin_with_followup"
 EXTERNAL = "task_run_external_with_pull_request"
+BUILTIN_V2 = "task_run_builtin_answer_concludes"
 RECORDED_ID = "task-run-recorded"
 
 
@@ -68,12 +73,37 @@ def test_committed_histories_are_what_they_claim():
     assert external[0] == "local:sync_task_run_activity" and "answer_task_run_activity" not in external
     assert external.count("sync_task_run_activity") >= 2  # polls: the claim, then the runner's progress line
     assert external[-1] == "conclude_task_run_activity"  # a regular activity: runners signal at the end
+    # The second version, same scenario: each turn concluded the run itself (the first found the
+    # follow-up waiting, so its answer was posted as a reply); no conclude step.
+    assert activity_types(BUILTIN_V2) == [
+        "local:sync_task_run_activity",
+        "answer_task_run_activity",
+        "post_run_reply_activity",
+        "answer_task_run_activity",
+    ]
+    assert patch_ids(BUILTIN_V2) == [ANSWER_CONCLUDES_PATCH] and patch_ids(BUILTIN) == patch_ids(EXTERNAL) == []
+    assert ANSWER_CONCLUDES_PATCH == "posthog-code-task-run-answer-concludes"  # the id DESIGN.md names
 
 
-@pytest.mark.parametrize("stem", [BUILTIN, EXTERNAL])
-def test_todays_workflow_replays_the_first_versions_histories(stem):
+def patch_ids(stem: str) -> list[str]:
+    events = json.loads((HISTORIES / f"{stem}.json").read_text())["events"]
+    return [
+        json.loads(base64.b64decode(payload["data"]))["id"]
+        for e in events
+        if e["eventType"] == "EVENT_TYPE_MARKER_RECORDED" and e["markerRecordedEventAttributes"]["markerName"] == "core_patch"
+        for payload in e["markerRecordedEventAttributes"]["details"]["patch-data"]["payloads"]
+    ]
+
+
+@pytest.mark.parametrize("stem", [BUILTIN, EXTERNAL, BUILTIN_V2])
+def test_todays_workflow_replays_every_versions_histories(stem):
     result = replay(TaskRunWorkflow, stem)
     assert result.replay_failure is None, result.replay_failure
+
+
+def test_removing_the_concluding_turn_too_early_would_break_runs_recorded_with_it():
+    result = replay(TaskRunWorkflowBeforeAnswerConcludes, BUILTIN_V2)
+    assert result.replay_failure is not None
 
 
 @pytest.mark.parametrize("stem", [BUILTIN, EXTERNAL])
@@ -104,7 +134,7 @@ def test_record_builtin(accounts, slack_api, temporal, worker, gateway_server, f
     integration = make_integration(accounts, repositories=["acme/web"])
     _, run_id = _mention_then_follow_up_while_the_first_turn_is_in_flight(temporal, settings, integration, fake_upstream)
     assert run_result(temporal, run_id)["status"] == "completed"
-    _write(temporal, BUILTIN, run_id)
+    _write(temporal, BUILTIN_V2, run_id)
 
 
 @pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="set RECORD_HISTORIES=1 to record")

@@ -9,6 +9,7 @@ backs off and starts the waiting mentions, oldest first, once it does.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import threading
@@ -40,6 +41,20 @@ async def connect_with_retry(address: str, namespace: str, timeout: float) -> Cl
             await asyncio.sleep(1)
 
 
+def freeze_startup_heap() -> None:
+    """Move every object alive now (Django, temporalio, the workflow sandbox's modules) out of the collector's reach.
+
+    The worker is one process: its workflow tasks, its activity threads and the relay share
+    one GIL, so a full (generation 2) collection stalls all of them. Those collections
+    walked the whole startup heap, about 200,000 objects, for 180-300 ms each (three in
+    a bench/task_loop.py run, each one in the path of every run in flight). Frozen, the
+    heap that lives as long as the process is never walked again; what collections find is
+    what runs leave behind.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 class Command(BaseCommand):
     help = "Run the Temporal worker (address, namespace and task queue from settings)."
 
@@ -62,6 +77,7 @@ class Command(BaseCommand):
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         worker = build_worker(client, task_queue, max_activity_threads=settings.TEMPORAL_ACTIVITY_THREADS)
+        freeze_startup_heap()
         relay_stop = threading.Event()
         relay_task = asyncio.create_task(asyncio.to_thread(run_relay, relay_stop)) if relay else None
         try:
