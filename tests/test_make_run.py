@@ -28,6 +28,7 @@ EXPECTED = {
     "runserver": "web",
     "uvicorn posthog_app.asgi:application": "gateway",
     "run_temporal_worker": "worker",
+    "run_inbox_relay": "relay",
     "celery -A posthog_app": "celery",
 }
 
