@@ -11,8 +11,10 @@ fixed concurrency, on the same machine, in the same run:
   idles.
 * ours: `posthog_app.wsgi`, as in production: PostgreSQL (a bench database, migrated and
   seeded with one Slack integration), Redis (db 12), a Temporal dev server on its SQLite
-  file (started here unless TEMPORAL_ADDRESS is given), and `manage.py run_temporal_worker`
-  (the worker and the inbox relay) draining the mentions while they arrive: each one
+  file (started here unless TEMPORAL_ADDRESS is given), and, as make run starts them,
+  `manage.py run_temporal_worker --no-relay` at nice 10 and `manage.py run_inbox_relay` at
+  normal priority (`--relay in-worker`, `--nice-worker`, `--nice-temporal` for the other
+  layouts) draining the mentions while they arrive: each one
   becomes a workflow, a task and an "On it" in a loopback Slack. The project's runs use the
   external-runner backend, so no model is called after the task exists, and the bench
   terminates the task-run workflows as they appear (with no runner they would poll every
@@ -82,7 +84,12 @@ os.environ.update(
 # --- Services ---------------------------------------------------------------------------------
 
 
-def start_temporal(tmpdir: str, db_file: bool) -> tuple[subprocess.Popen, str]:
+def niced(n: int):
+    """A preexec_fn lowering the child's CPU priority by `n` (as `nice -n` in make run's Procfile), or None."""
+    return (lambda: os.nice(n)) if n else None
+
+
+def start_temporal(tmpdir: str, db_file: bool, nice: int = 0) -> tuple[subprocess.Popen, str]:
     """Start `temporal server start-dev` (on a SQLite file, with fsyncs, unless db_file is False: in memory)."""
     port = free_port()
     command = [str(VENV_BIN / "temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
@@ -92,6 +99,7 @@ def start_temporal(tmpdir: str, db_file: bool) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmpdir, "temporal.log"), "wb"), start_new_session=True,
+        preexec_fn=niced(nice),
     )
     address = f"127.0.0.1:{port}"
     wait_for_port(port, 60, proc)
@@ -147,19 +155,29 @@ def seed() -> None:
         pass
 
 
-def start_worker(env: dict[str, str], log: str) -> subprocess.Popen:
-    """`manage.py run_temporal_worker` (worker + inbox relay) on the bench's task queue."""
+def start_worker(env: dict[str, str], log: str, *, relay_process: bool, nice: int) -> list[tuple[subprocess.Popen, str]]:
+    """`manage.py run_temporal_worker` on the bench's task queue, and the inbox relay: in the worker
+    (`relay_process` False) or as `manage.py run_inbox_relay` next to it, at normal priority (the worker
+    at `nice`), as make run starts them."""
     env = {**env, "LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING")}
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "run_temporal_worker"], cwd=ROOT, env=env,
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while b"inbox relay running" not in Path(log).read_bytes():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the worker did not start:\n{Path(log).read_text()[-3000:]}")
-        time.sleep(0.2)
-    return proc
+    commands = [("temporal worker" + ("" if relay_process else " + inbox relay"),
+                 ["run_temporal_worker", *(["--no-relay"] if relay_process else [])], nice, "Temporal worker polling")]
+    if relay_process:
+        commands.append(("inbox relay", ["run_inbox_relay"], 0, "inbox relay running"))
+    started = []
+    for name, command, nice_by, ready in commands:
+        path = log.replace(".log", f"-{command[0]}.log")
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", *command], cwd=ROOT, env=env,
+            stdout=open(path, "wb"), stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=niced(nice_by),
+        )
+        started.append((proc, name))
+        deadline = time.monotonic() + 60
+        while ready.encode() not in Path(path).read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start:\n{Path(path).read_text()[-3000:]}")
+            time.sleep(0.2)
+    return started
 
 
 def start_gunicorn(wsgi: str, port: int, args: argparse.Namespace, env: dict[str, str], log: str) -> subprocess.Popen:
@@ -341,6 +359,10 @@ def main() -> int:
     parser.add_argument("--paced-requests", type=int, default=200)
     parser.add_argument("--drain-seconds", type=float, default=600, help="bound on waiting for every mention's task")
     parser.add_argument("--temporal-in-memory", action="store_true", help="dev server in memory instead of on its SQLite file")
+    parser.add_argument("--relay", choices=("process", "in-worker"), default="process",
+                        help="the inbox relay as its own process (make run's) or on a thread of the worker")
+    parser.add_argument("--nice-worker", type=int, default=10, help="the worker's CPU priority, as make run sets it")
+    parser.add_argument("--nice-temporal", type=int, default=0, help="the Temporal dev server's CPU priority")
     parser.add_argument("--note", default="", help="written with the figures (e.g. what else loaded the machine)")
     parser.add_argument("--keep-logs", default="", help="copy the servers' and the worker's logs to this directory")
     args = parser.parse_args()
@@ -365,7 +387,7 @@ def main() -> int:
         if external_temporal:
             address = os.environ["TEMPORAL_ADDRESS"]
         else:
-            temporal_proc, address = start_temporal(tmpdir, not args.temporal_in_memory)
+            temporal_proc, address = start_temporal(tmpdir, not args.temporal_in_memory, args.nice_temporal)
             procs.append((temporal_proc, "temporal dev server"))
         compile_bytecode()  # as make run does: the worker's workflow sandbox imports .pyc, not source
         seed()
@@ -382,8 +404,8 @@ def main() -> int:
             results["ours_alone"] = fire(port, undrained_ids[args.warmup :], args.concurrency, time.monotonic() + args.max_seconds)
             stop(proc, "gunicorn (ours, alone)")
             print(f"ours alone: {results['ours_alone']}", file=sys.stderr)
-        worker = start_worker(env, os.path.join(tmpdir, "worker.log"))
-        procs.append((worker, "temporal worker + inbox relay"))
+        procs += start_worker(env, os.path.join(tmpdir, "worker.log"), relay_process=args.relay == "process",
+                              nice=args.nice_worker)
         if undrained_ids:  # drained before anything else is measured (the Bolt peer included)
             wait_for_tasks([f"posthog-code-mention-{TEAM_ID}:{e}" for e in undrained_ids], args.drain_seconds)
 
@@ -478,7 +500,9 @@ def main() -> int:
                        "gunicorn_threads": args.threads, "warmup": args.warmup, "cpus": os.cpu_count(),
                        "temporal": "external " + address if external_temporal else
                        f"dev server started by the bench ({'in memory' if args.temporal_in_memory else 'SQLite file'})",
-                       "worker": "manage.py run_temporal_worker (worker + inbox relay), draining during our phase",
+                       "worker": (f"manage.py run_temporal_worker --no-relay (nice {args.nice_worker}) + manage.py run_inbox_relay"
+                                  if args.relay == "process" else "manage.py run_temporal_worker (worker + inbox relay)")
+                       + f", draining during our phase; Temporal dev server nice {args.nice_temporal}",
                        "note": args.note},
             "ours": asdict(ours),
             "bolt": asdict(bolt),

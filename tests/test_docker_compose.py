@@ -55,3 +55,13 @@ def test_app_services_share_the_environment_contract():
 def test_dockerfile_default_command_is_a_real_entry_point():
     cmd_line = next(line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD "))
     check_entry_point(yaml.safe_load(cmd_line.removeprefix("CMD ")))
+
+
+def test_the_inbox_relay_runs_somewhere():
+    """A worker started with --no-relay needs the relay's own service, or recorded mentions would wait for ever."""
+    worker = SERVICES["temporal-worker"]["command"]
+    if "--no-relay" in worker:
+        assert SERVICES["inbox-relay"]["command"][-1] == "run_inbox_relay"
+        assert "--no-relay" not in SERVICES["inbox-relay"]["command"]
+    else:
+        assert "inbox-relay" not in SERVICES  # one in the worker is enough; two would only race (harmlessly)

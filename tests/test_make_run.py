@@ -28,6 +28,7 @@ EXPECTED = {
     "runserver": "web",
     "uvicorn posthog_app.asgi:application": "gateway",
     "run_temporal_worker": "worker",
+    "run_inbox_relay": "relay",
     "celery -A posthog_app": "celery",
 }
 
@@ -134,8 +135,8 @@ def test_ctrl_c_with_output_in_a_file_stops_everything_quietly(run_env, tmp_path
     log = log_path.read_text()
     assert "DEBUG=0" in log and "all stopped" in log
     stops = [line.split("stopping ", 1)[1].strip() for line in log.splitlines() if line.startswith("supervise") and "stopping " in line]
-    # The stores last: no worker outlives Temporal; the gateway outlives the worker, whose router calls it.
-    assert stops == ["celery", "worker", "gateway", "web", "temporal"]
+    # The stores last: no worker or relay outlives Temporal; the gateway outlives the worker, whose router calls it.
+    assert stops == ["celery", "relay", "worker", "gateway", "web", "temporal"]
     for noise in ("Traceback", "SecurityWarning", "superuser privileges", "connection refused", "No directory at"):
         assert noise not in log, f"{noise!r} in the output of make run"
 
