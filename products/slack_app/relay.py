@@ -1,7 +1,9 @@
 """The relay: turns inbox rows into mention workflows (and recorded denials into Slack replies).
 
-It runs in the Temporal worker process (`run_temporal_worker` starts it next to the
-worker), on a thread of its own because the ORM and `temporal.client` are synchronous:
+It runs as a process of its own (`manage.py run_inbox_relay`, as `make run` and
+docker-compose start it, at the web's CPU priority while the worker runs niced), or on a
+thread of the Temporal worker's process (`run_temporal_worker` without `--no-relay`); on
+a thread in either case, because the ORM and `temporal.client` are synchronous:
 
 * Woken by PostgreSQL `LISTEN slack_mention_inbox` (the webhook NOTIFYs on commit), and
   every `SLACK_INBOX_RELAY_POLL_SECONDS` anyway (a lost notification, SQLite, rows due
