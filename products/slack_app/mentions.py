@@ -178,7 +178,10 @@ def choose_repository(integration_id: int, *, text: str, workflow_id: str = "") 
     and billed as `slack_app_routing`, traced with `workflow_id`); any failure or
     hesitation of it means the picker.
     """
-    integration = get_integration(integration_id)
+    return _choose_repository(get_integration(integration_id), text=text, workflow_id=workflow_id)
+
+
+def _choose_repository(integration: Integration, *, text: str, workflow_id: str) -> RepositoryChoice:
     repositories = integration.repositories
     decision = route_repository(text, repositories, integration.default_repository)
     if decision.needs_picker and model_routing.is_configured():
@@ -239,9 +242,13 @@ def create_task_for_mention(request: MentionRequest, *, repository: str | None) 
     mapping are written in one transaction (never a task without its thread); Slack is
     told after it commits.
     """
-    integration = get_integration(request.integration_id)
+    return _create_task(get_integration(request.integration_id), request, repository=repository, gate=True)
+
+
+def _create_task(integration: Integration, request: MentionRequest, *, repository: str | None, gate: bool) -> MentionTask:
+    """`create_task_for_mention` for a loaded integration; `gate` False when the caller has just gated itself."""
     already_created = Task.objects.filter(idempotency_key=request.workflow_id).exists()
-    if not already_created and _deny_if_limited(
+    if gate and not already_created and _deny_if_limited(
         integration, workflow_id=request.workflow_id, channel=request.channel, thread_ts=request.thread_ts, user=request.user
     ):
         return MentionTask(denied=True)
@@ -302,12 +309,16 @@ def forward_followup(request: MentionRequest, *, task_id: int) -> ForwardedFollo
     Gates on quota first: over quota, the denial is posted and nothing is forwarded.
     The sender's Slack name is recorded with the follow-up (the task page shows it).
     """
-    integration = get_integration(request.integration_id)
+    return _forward_followup(get_integration(request.integration_id), request, task_id=task_id, gate=True)
+
+
+def _forward_followup(integration: Integration, request: MentionRequest, *, task_id: int, gate: bool) -> ForwardedFollowup:
+    """`forward_followup` for a loaded integration; `gate` False when the caller has just gated itself."""
     task = Task.objects.filter(pk=task_id, project_id=integration.project_id).first()
     if task is None:
         raise TaskGone(f"Task #{task_id} no longer exists")
     already_forwarded = TaskFollowUp.objects.filter(idempotency_key=request.workflow_id).exists()
-    if not already_forwarded and _deny_if_limited(
+    if gate and not already_forwarded and _deny_if_limited(
         integration, workflow_id=request.workflow_id, channel=request.channel, thread_ts=request.thread_ts, user=request.user
     ):
         return ForwardedFollowup(forwarded=False, denied=True)
@@ -352,7 +363,9 @@ def handle_mention(request: MentionRequest) -> HandledMention:
     workflow asks. Safe to run again after any step: a run that already created its task
     (or forwarded its follow-up), keyed on the workflow id, skips the gate (the work was
     accepted) and finds what it did instead of doing it twice; the writes and posts are
-    the steps' own, idempotent ones.
+    the steps' own, idempotent ones. The integration is read once, and quota is read once:
+    the create and forward steps' own gate is skipped, except before creating a task for a
+    repository the routing model chose (that call is billed, and took time).
     """
     integration = get_integration(request.integration_id)
     own_task = Task.objects.filter(idempotency_key=request.workflow_id).exists()
@@ -362,15 +375,17 @@ def handle_mention(request: MentionRequest) -> HandledMention:
     ):
         return HandledMention(limited=True)
     if own_task:  # an earlier run of this step created the task: finish what it did (announce, start)
-        made = create_task_for_mention(request, repository=None)
+        made = _create_task(integration, request, repository=None, gate=False)
         return HandledMention(repository=Task.objects.get(pk=made.task_id).repository or None, task=made)
     thread = find_thread_task(request.integration_id, channel=request.channel, thread_ts=request.thread_ts)
     if thread.task_id is not None:
-        return HandledMention(followup_task_id=thread.task_id, followup=forward_followup(request, task_id=thread.task_id))
-    choice = choose_repository(request.integration_id, text=request.text, workflow_id=request.workflow_id)
+        followup = _forward_followup(integration, request, task_id=thread.task_id, gate=False)
+        return HandledMention(followup_task_id=thread.task_id, followup=followup)
+    choice = _choose_repository(integration, text=request.text, workflow_id=request.workflow_id)
     if choice.needs_picker:
         return HandledMention(picker=list(choice.repositories))
-    return HandledMention(repository=choice.repository, task=create_task_for_mention(request, repository=choice.repository))
+    made = _create_task(integration, request, repository=choice.repository, gate=choice.chosen_by_model)
+    return HandledMention(repository=choice.repository, task=made)
 
 
 def _react_with_eyes(integration: Integration, *, channel: str, ts: str) -> None:

@@ -232,7 +232,8 @@ def test_credits_running_out_after_the_first_gate_stop_task_creation(temporal, s
     """Quota can run out while a workflow is under way: the create activity checks again.
 
     (Run by the version with one activity per step, whose executions may still be open; today's
-    one step creates the task with the same create call, which gates again the same way.)
+    one step reads quota once, moments before it creates the task, and again only after asking
+    the routing model, a billed call that takes time.)
     """
     integration = make_integration(accounts, repositories=["acme/web"])
     event = mention_event("fix it")
