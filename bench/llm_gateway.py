@@ -37,7 +37,6 @@ import argparse
 import http.client
 import json
 import os
-import random
 import secrets
 import signal
 import statistics
@@ -56,7 +55,7 @@ RESULTS = ROOT / "bench" / "results"
 LITELLM_VENV = ROOT / ".bench" / "litellm-venv"
 sys.path.insert(0, str(ROOT))
 
-from bench.support import Figures, free_port, stop  # noqa: E402
+from bench.support import Figures, Turns, free_port, stop  # noqa: E402
 
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/posthog_bench_llm_gateway")
 LITELLM_DATABASE_URL = os.environ.get("BENCH_LITELLM_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/posthog_bench_litellm")
@@ -351,19 +350,12 @@ def fire(target: Target, requests: int, concurrency: int, *, stream: bool, deadl
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     lock = threading.Lock()
-    remaining = [requests]
+
+    turns = Turns(requests, concurrency, pace_s)
 
     def worker(index: int) -> None:
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-        if pace_s:
-            time.sleep(pace_s * index / concurrency)
-        while True:
-            if pace_s:
-                time.sleep(random.uniform(0, pace_s / 10))
-            with lock:
-                if remaining[0] <= 0:
-                    break
-                remaining[0] -= 1
+        for _ in turns.of(index):
             if time.monotonic() > deadline:
                 status = "skipped (time bound)"
                 with lock:

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,3 +106,30 @@ def compile_bytecode() -> None:
     """Write .pyc files for our modules, as `make run` does before starting the processes."""
     subprocess.run([sys.executable, "-m", "compileall", "-q", "products", "temporal", "posthog_app"],
                    cwd=Path(__file__).resolve().parent.parent, check=True, stdout=subprocess.DEVNULL)
+
+
+class Turns:
+    """Hands out a fixed number of calls to concurrent client threads, each paced like an independent user.
+
+    With `pace_s` > 0, client i starts i/concurrency of `pace_s` in and waits a random 0-10%
+    of it before each call: without that, clients facing a fixed answer time move in lock-step.
+    """
+
+    def __init__(self, total: int, concurrency: int, pace_s: float = 0.0) -> None:
+        self.remaining = total
+        self.concurrency = concurrency
+        self.pace_s = pace_s
+        self._lock = threading.Lock()
+
+    def of(self, index: int) -> Iterator[None]:
+        """Yield once per call client `index` makes, until every call is handed out."""
+        if self.pace_s:
+            time.sleep(self.pace_s * index / self.concurrency)
+        while True:
+            if self.pace_s:
+                time.sleep(random.uniform(0, self.pace_s / 10))
+            with self._lock:
+                if self.remaining <= 0:
+                    return
+                self.remaining -= 1
+            yield

@@ -64,7 +64,7 @@ VENV_BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
-from bench.support import Figures, compile_bytecode, ensure_postgres_database, free_port, stop, wait_for_port  # noqa: E402
+from bench.support import Figures, Turns, compile_bytecode, ensure_postgres_database, free_port, stop, wait_for_port  # noqa: E402
 
 SIGNING_SECRET = "bench-signing-secret"
 TEAM_ID = "TBENCHLOOP"
@@ -345,7 +345,6 @@ def run_loop(port: int, stand_ins: "StandIns", mentions: Mentions, label: str, r
     local = threading.local()
     outcomes: list[dict] = []
     lock = threading.Lock()
-    remaining = [runs]
 
     def post(body: bytes, headers: dict[str, str]) -> tuple[str, float]:
         for attempt in (1, 2):
@@ -383,16 +382,10 @@ def run_loop(port: int, stand_ins: "StandIns", mentions: Mentions, label: str, r
         with lock:
             outcomes.append(outcome)
 
+    turns = Turns(runs, concurrency, pace_s)
+
     def client(index: int) -> None:
-        if pace_s:
-            time.sleep(pace_s * index / concurrency)
-        while True:
-            if pace_s:
-                time.sleep(random.uniform(0, pace_s / 10))
-            with lock:
-                if remaining[0] <= 0:
-                    return
-                remaining[0] -= 1
+        for _ in turns.of(index):
             one(index)
 
     with ThreadPoolExecutor(concurrency) as pool:
