@@ -8,6 +8,7 @@ middleware stack, as under WSGI.
 """
 import gc
 import os
+import sys
 
 from django.core.asgi import get_asgi_application
 
@@ -33,6 +34,13 @@ gc.freeze()
 # 240 ms of pauses per 3,000 calls, every call in flight waiting. At 10,000 the collector
 # runs about once per 3,000 calls; the few cycles there are still get collected.
 gc.set_threshold(10_000, 10, 10)
+# The event loop shares the GIL with the gateway's database threads (db.py: credential lookups,
+# usage recording). A thread holding the GIL keeps it until the switch interval passes (5 ms by
+# default), and every call in flight waits that long for the loop. 1 ms bounds that wait; in an
+# interleaved A/B on one host (3 rounds of 1,500 model-paced calls at concurrency 32, same
+# session) the streamed calls' added time to first token went from p99 7.8-9.3 to 5.8-6.8 ms,
+# the non-streamed calls' stayed at 6.4-9.7 ms either way.
+sys.setswitchinterval(0.001)
 
 
 async def application(scope, receive, send):
