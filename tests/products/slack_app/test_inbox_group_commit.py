@@ -193,3 +193,12 @@ def test_inside_a_transaction_the_row_is_written_in_it_not_by_another_thread(int
     assert batch_sizes == []
     assert not MentionInbox.objects.exists()
 
+
+
+@pytest.mark.sqlite
+def test_on_either_database_a_row_is_recorded_once_and_a_redelivery_reads_the_action_on_record(integration):
+    """PostgreSQL (through the group commit) and SQLite (make run's embedded database: a plain insert) alike."""
+    assert inbox.record(**fields(integration, "EvANYDB")) == inbox.Recorded(created=True, action=Action.START)
+    again = inbox.record(**fields(integration, "EvANYDB", action=Action.DENY_OVER_QUOTA, user="U2"))
+    assert again == inbox.Recorded(created=False, action=Action.START)
+    assert list(MentionInbox.objects.values_list("event_id", "user")) == [("EvANYDB", "U1")]
