@@ -155,15 +155,16 @@ def seed() -> None:
         pass
 
 
-def start_worker(env: dict[str, str], log: str, *, relay_process: bool, nice: int) -> list[tuple[subprocess.Popen, str]]:
+def start_worker(env: dict[str, str], log: str, *, relay_process: bool, nice: int,
+                 nice_relay: int = 0) -> list[tuple[subprocess.Popen, str]]:
     """`manage.py run_temporal_worker` on the bench's task queue, and the inbox relay: in the worker
-    (`relay_process` False) or as `manage.py run_inbox_relay` next to it, at normal priority (the worker
-    at `nice`), as make run starts them."""
+    (`relay_process` False) or as `manage.py run_inbox_relay` next to it (the worker at `nice`, the
+    relay at `nice_relay`), as make run starts them."""
     env = {**env, "LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING")}
     commands = [("temporal worker" + ("" if relay_process else " + inbox relay"),
                  ["run_temporal_worker", *(["--no-relay"] if relay_process else [])], nice, "Temporal worker polling")]
     if relay_process:
-        commands.append(("inbox relay", ["run_inbox_relay"], 0, "inbox relay running"))
+        commands.append(("inbox relay", ["run_inbox_relay"], nice_relay, "inbox relay running"))
     started = []
     for name, command, nice_by, ready in commands:
         path = log.replace(".log", f"-{command[0]}.log")
@@ -363,6 +364,7 @@ def main() -> int:
                         help="the inbox relay as its own process (make run's) or on a thread of the worker")
     parser.add_argument("--nice-worker", type=int, default=10, help="the worker's CPU priority, as make run sets it")
     parser.add_argument("--nice-temporal", type=int, default=0, help="the Temporal dev server's CPU priority")
+    parser.add_argument("--nice-relay", type=int, default=0, help="the inbox relay process's CPU priority")
     parser.add_argument("--note", default="", help="written with the figures (e.g. what else loaded the machine)")
     parser.add_argument("--keep-logs", default="", help="copy the servers' and the worker's logs to this directory")
     args = parser.parse_args()
@@ -405,7 +407,7 @@ def main() -> int:
             stop(proc, "gunicorn (ours, alone)")
             print(f"ours alone: {results['ours_alone']}", file=sys.stderr)
         procs += start_worker(env, os.path.join(tmpdir, "worker.log"), relay_process=args.relay == "process",
-                              nice=args.nice_worker)
+                              nice=args.nice_worker, nice_relay=args.nice_relay)
         if undrained_ids:  # drained before anything else is measured (the Bolt peer included)
             wait_for_tasks([f"posthog-code-mention-{TEAM_ID}:{e}" for e in undrained_ids], args.drain_seconds)
 
@@ -501,6 +503,7 @@ def main() -> int:
                        "temporal": "external " + address if external_temporal else
                        f"dev server started by the bench ({'in memory' if args.temporal_in_memory else 'SQLite file'})",
                        "worker": (f"manage.py run_temporal_worker --no-relay (nice {args.nice_worker}) + manage.py run_inbox_relay"
+                                  f" (nice {args.nice_relay})"
                                   if args.relay == "process" else "manage.py run_temporal_worker (worker + inbox relay)")
                        + f", draining during our phase; Temporal dev server nice {args.nice_temporal}",
                        "note": args.note},

@@ -59,6 +59,10 @@ class SlackWSGIHandler(WSGIHandler):
 
 django_application = get_wsgi_application()  # sets Django up first
 slack_application = SlackWSGIHandler()
+# Import the webhooks' modules now, not in the first request each worker process serves: that
+# import (the views, the Redis and Temporal clients) held the GIL for about 180 ms, stalling every
+# request of that process, and a worker that got no request before a burst paid it in the burst.
+get_resolver(SLACK_URLCONF).url_patterns
 
 # Everything loaded so far (Django, the apps, their modules) lives as long as the process: move it
 # out of the collector's generations, so a full collection walks only what requests allocated.

@@ -50,7 +50,7 @@ from django.conf import settings
 import redis
 from django.db import InterfaceError, OperationalError
 
-from posthog_app.redis_client import get_client as get_redis
+from posthog_app.redis_client import OneRoundTrip
 from products.billing.facade import QuotaResource, QuotaStateUnavailable, is_team_limited, queue_team_limited, team_limited_from
 # temporal.client is the only temporal/ module products/ may import (it re-exports the names used here).
 from temporal.client import mention_workflow_id
@@ -192,7 +192,7 @@ def _target_and_quota(team_id: str) -> tuple[MentionTarget | None, bool | QuotaS
     """
     cached = workspaces.cached_target(team_id)
     try:
-        pipe = get_redis(QUOTA_CHECK_TIMEOUT_SECONDS).pipeline(transaction=False)
+        pipe = OneRoundTrip(QUOTA_CHECK_TIMEOUT_SECONDS)
         pipe.get(workspaces.WORKSPACES_GENERATION_KEY)
         if cached is not None and cached.target is not None:
             queue_team_limited(pipe, cached.target.api_token, QuotaResource.AI_CREDITS)

@@ -6,6 +6,10 @@ relay's (`relay.py`). Contracts:
 * Table `slack_app_mentioninbox` (`MentionInbox`), unique on (slack_team_id, event_id).
 * NOTIFY channel `slack_mention_inbox` (PostgreSQL only), sent in the transaction that
   inserts a row, so a listener hears it once the row is committed (and visible).
+* On PostgreSQL, outside a transaction, the rows that request threads of one process
+  record at the same moment are written together (`group_commit.py`): one statement,
+  one NOTIFY, one commit; each `record()` returns once its own row is committed, and a
+  database error fails every `record()` of that batch (nothing of it is acknowledged).
 * Claiming takes the oldest pending rows that are due and not leased, with
   `FOR UPDATE SKIP LOCKED` (relays never wait on, nor take, each other's rows), and
   leases them for `SLACK_INBOX_RELAY_LEASE_SECONDS`. The Temporal start and the Slack post
@@ -17,17 +21,20 @@ and SQLite's single writer serialises the claims.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 
+from .group_commit import GroupCommit
 from .inbox_models import MentionInbox
 
 logger = logging.getLogger(__name__)
@@ -67,8 +74,11 @@ def record(
     """Write one row for the event (and NOTIFY the relays on commit); a redelivery writes nothing.
 
     On PostgreSQL this is one statement (insert, skip on conflict, notify if inserted): one
-    round trip in the webhook's path. Raises django.db.OperationalError / InterfaceError when
-    the database cannot be reached (the webhook answers 503: Slack delivers again).
+    round trip in the webhook's path, shared with the rows other threads of the process
+    record at the same moment when not inside a transaction (see the module docstring).
+    Returns once the row is committed (or, inside a transaction, written in it). Raises
+    django.db.OperationalError / InterfaceError when the database cannot be reached (the
+    webhook answers 503: Slack delivers again).
     """
     fields = dict(
         integration_id=integration_id,
@@ -81,7 +91,12 @@ def record(
         thread_ts=thread_ts,
         user=user,
     )
-    created = _insert_and_notify(fields) if uses_notify() else _insert(fields)
+    if not uses_notify():
+        created = _insert(fields)
+    elif connection.in_atomic_block:  # the caller's transaction: its commit is the caller's
+        created = _insert_and_notify(fields)
+    else:
+        created = _group_commit.submit(_Row(fields, timezone.now()))
     if created:
         return Recorded(created=True, action=action)
     existing = MentionInbox.objects.filter(slack_team_id=slack_team_id, event_id=event_id).values_list("action", flat=True).first()
@@ -104,15 +119,92 @@ SELECT id, pg_notify(%s, '') FROM inserted
 
 
 def _insert_and_notify(fields: dict[str, Any]) -> bool:
-    now = timezone.now()
-    params = [
+    with _server_binding_cursor() as cursor:
+        cursor.execute(_INSERT_AND_NOTIFY, [*_row_params(fields, timezone.now()), NOTIFY_CHANNEL])
+        return cursor.fetchone() is not None
+
+
+def _row_params(fields: dict[str, Any], now: datetime) -> list[Any]:
+    return [
         fields["slack_team_id"], fields["event_id"], fields["integration_id"], fields["action"], fields["workflow_id"],
         json.dumps(fields["event"]), fields["channel"], fields["thread_ts"], fields["user"], State.PENDING, now, now,
-        NOTIFY_CHANNEL,
     ]
-    with _server_binding_cursor() as cursor:
-        cursor.execute(_INSERT_AND_NOTIFY, params)
-        return cursor.fetchone() is not None
+
+
+# --- Group commit (PostgreSQL, autocommit) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Row:
+    fields: dict[str, Any]
+    received_at: datetime  # when its request recorded it, not when its batch was written
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.fields["slack_team_id"], self.fields["event_id"]
+
+
+_ROW_VALUES = "(%s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, 0, %s, '', '')"
+
+
+@functools.lru_cache(maxsize=128)
+def _batch_statement(n: int) -> str:
+    """`_INSERT_AND_NOTIFY` for `n` rows, returning the keys of the rows inserted (the others were there already)."""
+    return f"""
+WITH inserted AS (
+    INSERT INTO {MentionInbox._meta.db_table}
+        (slack_team_id, event_id, integration_id, action, workflow_id, event, channel, thread_ts, "user",
+         state, received_at, attempts, next_attempt_at, result, last_error)
+    VALUES {", ".join([_ROW_VALUES] * n)}
+    ON CONFLICT (slack_team_id, event_id) DO NOTHING
+    RETURNING slack_team_id, event_id
+)
+SELECT slack_team_id, event_id, pg_notify(%s, '') FROM inserted
+"""
+
+
+def _insert_batch(rows: Sequence[_Row]) -> list[bool | BaseException]:
+    """Insert `rows` in one autocommit statement (one NOTIFY, one commit); return, per row, whether it was created.
+
+    Runs on the connection of whichever request thread writes the batch. A row delivered
+    twice within the batch is inserted once and created for its first submitter only. The
+    rows go in key order, so two processes writing overlapping batches lock the same keys
+    in the same order (no deadlock). The database unreachable fails the whole batch (its
+    submitters answer 503); any other database error (say, a row whose integration was
+    deleted meanwhile) is attributed to its own row by writing the rows one by one.
+    """
+    first_of: dict[tuple[str, str], _Row] = {}
+    for row in rows:
+        first_of.setdefault(row.key, row)
+    unique = [first_of[key] for key in sorted(first_of)]
+    params: list[Any] = []
+    for row in unique:
+        params += _row_params(row.fields, row.received_at)
+    params.append(NOTIFY_CHANNEL)
+    try:
+        with _server_binding_cursor() as cursor:
+            cursor.execute(_batch_statement(len(unique)), params)
+            inserted = {(team, event) for team, event, _ in cursor.fetchall()}
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception:
+        if len(unique) == 1:
+            raise
+        return [_insert_alone(row) for row in rows]
+    return [row.key in inserted and first_of[row.key] is row for row in rows]
+
+
+def _insert_alone(row: _Row) -> bool | BaseException:
+    try:
+        with _server_binding_cursor() as cursor:
+            cursor.execute(_INSERT_AND_NOTIFY, [*_row_params(row.fields, row.received_at), NOTIFY_CHANNEL])
+            return cursor.fetchone() is not None
+    except Exception as exc:
+        return exc
+
+
+# gunicorn's gthread workers run up to --threads requests per process at once: a batch is rarely larger.
+_group_commit: GroupCommit[_Row, bool] = GroupCommit(_insert_batch, max_batch=100)
 
 
 def _server_binding_cursor():

@@ -146,3 +146,24 @@ def test_url_verification_answers_the_challenge(client):
     body, headers = signed({"type": "url_verification", "challenge": "abc123"})
     answer = same_as_full_stack(client, "POST", "/slack/events", body, headers)
     assert answer.status_code == 200 and json.loads(answer.content) == {"challenge": "abc123"}
+
+
+IMPORT_WSGI = """
+import sys
+import posthog_app.wsgi
+from django.urls import get_resolver
+print("products.slack_app.events" in sys.modules, "url_patterns" in vars(get_resolver(posthog_app.wsgi.SLACK_URLCONF)))
+"""
+
+
+def test_the_webhooks_modules_are_imported_when_the_process_loads_the_app_not_in_its_first_request():
+    """A worker's first mention must not pay the import (it held the GIL ~180 ms, stalling the process's other requests)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "posthog_app.settings_test", "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-c", IMPORT_WSGI], env=env, cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["True", "True"]
