@@ -106,6 +106,17 @@ def wait_for_queue(n: int) -> None:
     wait_until(lambda: len(inbox._group_commit._queue) == n)
 
 
+def record_behind_held_writer(integration, calls: list) -> list[object]:
+    """Run `calls` in threads while the first writer is held, so all of them queue into one batch; their outcomes, in order."""
+    outcomes: list[object] = []
+    with first_writer_held(integration):
+        runner = threading.Thread(target=lambda: outcomes.extend(run_threads(calls)))
+        runner.start()
+        wait_for_queue(len(calls))
+    runner.join(60)
+    return outcomes
+
+
 def test_distinct_and_duplicate_events_recorded_at_once_are_one_row_each_told_to_the_right_submitter(integration, batch_sizes):
     events = [f"EvBATCH{n:02d}" for n in range(8)]
     # Each event twice, with different fields (user) and actions, so the row shows whose fields were written.
@@ -113,12 +124,7 @@ def test_distinct_and_duplicate_events_recorded_at_once_are_one_row_each_told_to
     for event_id in events:
         for copy, action in ((0, Action.START), (1, Action.DENY_OVER_QUOTA)):
             calls.append(lambda e=event_id, c=copy, a=action: inbox.record(**fields(integration, e, action=a, user=f"U{e}{c}")))
-    outcomes: list[object] = []
-    with first_writer_held(integration):
-        runner = threading.Thread(target=lambda: outcomes.extend(run_threads(calls)))
-        runner.start()
-        wait_for_queue(len(calls))
-    runner.join(60)
+    outcomes = record_behind_held_writer(integration, calls)
 
     assert batch_sizes == [1, len(calls)]  # the held writer alone, then everything that queued behind it, at once
     rows = {row.event_id: row for row in MentionInbox.objects.exclude(event_id="EvHELD")}
@@ -172,12 +178,7 @@ def test_a_row_the_database_refuses_fails_its_own_request_only(integration, batc
     good = [f"EvGOOD{n}" for n in range(5)]
     calls = [lambda e=e: inbox.record(**fields(integration, e)) for e in good]
     calls.insert(2, lambda: inbox.record(**fields(integration, "EvORPHAN", integration_id=integration.id + 1000)))
-    outcomes: list[object] = []
-    with first_writer_held(integration):
-        runner = threading.Thread(target=lambda: outcomes.extend(run_threads(calls)))
-        runner.start()
-        wait_for_queue(len(calls))
-    runner.join(60)
+    outcomes = record_behind_held_writer(integration, calls)
 
     assert batch_sizes == [1, len(calls)]
     assert isinstance(outcomes[2], IntegrityError)  # the integration is gone: its own request fails (a 500; Slack retries)
