@@ -118,9 +118,9 @@ SELECT id, pg_notify(%s, '') FROM inserted
 """
 
 
-def _insert_and_notify(fields: dict[str, Any]) -> bool:
+def _insert_and_notify(fields: dict[str, Any], received_at: datetime | None = None) -> bool:
     with _server_binding_cursor() as cursor:
-        cursor.execute(_INSERT_AND_NOTIFY, [*_row_params(fields, timezone.now()), NOTIFY_CHANNEL])
+        cursor.execute(_INSERT_AND_NOTIFY, [*_row_params(fields, received_at or timezone.now()), NOTIFY_CHANNEL])
         return cursor.fetchone() is not None
 
 
@@ -196,9 +196,7 @@ def _insert_batch(rows: Sequence[_Row]) -> list[bool | BaseException]:
 
 def _insert_alone(row: _Row) -> bool | BaseException:
     try:
-        with _server_binding_cursor() as cursor:
-            cursor.execute(_INSERT_AND_NOTIFY, [*_row_params(row.fields, row.received_at), NOTIFY_CHANNEL])
-            return cursor.fetchone() is not None
+        return _insert_and_notify(row.fields, row.received_at)
     except Exception as exc:
         return exc
 
