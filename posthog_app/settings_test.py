@@ -12,7 +12,7 @@ from .settings import *  # noqa: F401,F403,E402
 
 # The suite runs on PostgreSQL (pytest-django creates test_<name>), never on the dev SQLite file.
 DATABASES = {
-    "default": dj_database_url.parse(  # noqa: F405
+    "default": database(  # noqa: F405
         os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/posthog_app", conn_max_age=60
     )
 }

@@ -210,8 +210,9 @@ def _server_binding_cursor():
 
     Django's default (`ClientCursor`) quotes every parameter into the SQL text in Python; for
     the webhook's 13-parameter insert that was about a third of the statement's CPU in the
-    web process. No prepared statement is kept (Django keeps them off for connection
-    poolers); errors are Django's, and the statement is logged and counted as any other.
+    web process. psycopg prepares the statement on the connection once it has run
+    `DATABASE_PREPARE_THRESHOLD` times there (settings.py: about half of PostgreSQL's CPU per
+    row was planning it); errors are Django's, and the statement is logged and counted as any other.
     """
     from django.db.backends.postgresql.base import ServerBindingCursor
 

@@ -92,3 +92,27 @@ def test_docker_compose_requires_a_secret_key_and_has_no_default():
         value = services[name]["environment"]["SECRET_KEY"]
         assert value.startswith("${SECRET_KEY:?"), f"{name}: SECRET_KEY must be required, not {value!r}"
         assert services[name]["environment"]["DEBUG"] == "0"
+
+
+PRINT_PREPARE = (
+    "import json; from posthog_app import settings as s; "
+    "print(json.dumps(s.DATABASES['default'].get('OPTIONS', {}).get('prepare_threshold', 'unset')))"
+)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, 5), ("0", 0), ("12", 12), ("", "unset"), ("off", "unset")])
+def test_database_prepare_threshold_reaches_postgresql_connections(tmp_path, value, expected):
+    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "posthog_app.settings", "DEBUG": "1",
+           "DEVDATA_DIR": str(tmp_path), "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres"}
+    if value is not None:
+        env["DATABASE_PREPARE_THRESHOLD"] = value
+    run = subprocess.run([sys.executable, "-c", PRINT_PREPARE], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == expected
+
+
+@pytest.mark.parametrize("value", ["five", "-1", "2.5"])
+def test_a_database_prepare_threshold_that_is_not_a_count_stops_the_process(tmp_path, value):
+    run = load_settings(tmp_path, DEBUG="1", DATABASE_PREPARE_THRESHOLD=value)
+    assert run.returncode != 0
+    assert "ImproperlyConfigured" in run.stderr and "DATABASE_PREPARE_THRESHOLD" in run.stderr

@@ -203,3 +203,17 @@ def test_on_either_database_a_row_is_recorded_once_and_a_redelivery_reads_the_ac
     again = inbox.record(**fields(integration, "EvANYDB", action=Action.DENY_OVER_QUOTA, user="U2"))
     assert again == inbox.Recorded(created=False, action=Action.START)
     assert list(MentionInbox.objects.values_list("event_id", "user")) == [("EvANYDB", "U1")]
+
+
+def test_the_webhooks_insert_becomes_a_prepared_statement_and_still_records_each_row_once(integration, settings):
+    """Planning the insert was half of PostgreSQL's CPU per mention: after DATABASE_PREPARE_THRESHOLD
+    runs on a connection it is prepared there (pg_prepared_statements is the session's own list)."""
+    threshold = settings.DATABASES["default"]["OPTIONS"]["prepare_threshold"]
+    for n in range(threshold + 3):
+        assert inbox.record(**fields(integration, f"EvPREP{n}")).created
+    assert inbox.record(**fields(integration, "EvPREP0")) == inbox.Recorded(created=False, action=Action.START)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE statement LIKE %s", ["%INSERT INTO slack_app_mentioninbox%"])
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert len(prepared) == 1 and "pg_notify" in prepared[0]
+    assert MentionInbox.objects.filter(event_id__startswith="EvPREP").count() == threshold + 3
