@@ -12,9 +12,9 @@ fixed concurrency, on the same machine, in the same run:
 * ours: `posthog_app.wsgi`, as in production: PostgreSQL (a bench database, migrated and
   seeded with one Slack integration), Redis (db 12), a Temporal dev server on its SQLite
   file (started here unless TEMPORAL_ADDRESS is given), and, as make run starts them,
-  `manage.py run_temporal_worker --no-relay` at nice 10 and `manage.py run_inbox_relay` at
-  normal priority (`--relay in-worker`, `--nice-worker`, `--nice-temporal` for the other
-  layouts) draining the mentions while they arrive: each one
+  `manage.py run_temporal_worker --no-relay` and `manage.py run_inbox_relay`, the dev server and
+  the worker in the background CPU class, the relay in the normal one (`--relay in-worker`,
+  `--background-cpu`, `--relay-cpu` for the other layouts), draining the mentions while they arrive: each one
   becomes a workflow, a task and an "On it" in a loopback Slack. The project's runs use the
   external-runner backend, so no model is called after the task exists, and the bench
   terminates the task-run workflows as they appear (with no runner they would poll every
@@ -84,12 +84,17 @@ os.environ.update(
 # --- Services ---------------------------------------------------------------------------------
 
 
-def niced(n: int):
-    """A preexec_fn lowering the child's CPU priority by `n` (as `nice -n` in make run's Procfile), or None."""
-    return (lambda: os.nice(n)) if n else None
+def cpu_class(background: bool):
+    """A preexec_fn putting the child in the background CPU class, as make run's Procfile does
+    (scripts/background_cpu.py), or None for the normal class."""
+    if not background:
+        return None
+    from scripts.background_cpu import enter_background
+
+    return enter_background
 
 
-def start_temporal(tmpdir: str, db_file: bool, nice: int = 0) -> tuple[subprocess.Popen, str]:
+def start_temporal(tmpdir: str, db_file: bool, background: bool = False) -> tuple[subprocess.Popen, str]:
     """Start `temporal server start-dev` (on a SQLite file, with fsyncs, unless db_file is False: in memory)."""
     port = free_port()
     command = [str(VENV_BIN / "temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
@@ -99,7 +104,7 @@ def start_temporal(tmpdir: str, db_file: bool, nice: int = 0) -> tuple[subproces
     proc = subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmpdir, "temporal.log"), "wb"), start_new_session=True,
-        preexec_fn=niced(nice),
+        preexec_fn=cpu_class(background),
     )
     address = f"127.0.0.1:{port}"
     wait_for_port(port, 60, proc)
@@ -155,22 +160,22 @@ def seed() -> None:
         pass
 
 
-def start_worker(env: dict[str, str], log: str, *, relay_process: bool, nice: int,
-                 nice_relay: int = 0) -> list[tuple[subprocess.Popen, str]]:
+def start_worker(env: dict[str, str], log: str, *, relay_process: bool, background: bool,
+                 background_relay: bool) -> list[tuple[subprocess.Popen, str]]:
     """`manage.py run_temporal_worker` on the bench's task queue, and the inbox relay: in the worker
-    (`relay_process` False) or as `manage.py run_inbox_relay` next to it (the worker at `nice`, the
-    relay at `nice_relay`), as make run starts them."""
+    (`relay_process` False) or as `manage.py run_inbox_relay` next to it, each in the background CPU
+    class or not (`background`, `background_relay`), as make run starts them."""
     env = {**env, "LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING")}
     commands = [("temporal worker" + ("" if relay_process else " + inbox relay"),
-                 ["run_temporal_worker", *(["--no-relay"] if relay_process else [])], nice, "Temporal worker polling")]
+                 ["run_temporal_worker", *(["--no-relay"] if relay_process else [])], background, "Temporal worker polling")]
     if relay_process:
-        commands.append(("inbox relay", ["run_inbox_relay"], nice_relay, "inbox relay running"))
+        commands.append(("inbox relay", ["run_inbox_relay"], background_relay, "inbox relay running"))
     started = []
-    for name, command, nice_by, ready in commands:
+    for name, command, in_background, ready in commands:
         path = log.replace(".log", f"-{command[0]}.log")
         proc = subprocess.Popen(
             [sys.executable, "manage.py", *command], cwd=ROOT, env=env,
-            stdout=open(path, "wb"), stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=niced(nice_by),
+            stdout=open(path, "wb"), stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=cpu_class(in_background),
         )
         started.append((proc, name))
         deadline = time.monotonic() + 60
@@ -362,9 +367,11 @@ def main() -> int:
     parser.add_argument("--temporal-in-memory", action="store_true", help="dev server in memory instead of on its SQLite file")
     parser.add_argument("--relay", choices=("process", "in-worker"), default="process",
                         help="the inbox relay as its own process (make run's) or on a thread of the worker")
-    parser.add_argument("--nice-worker", type=int, default=10, help="the worker's CPU priority, as make run sets it")
-    parser.add_argument("--nice-temporal", type=int, default=0, help="the Temporal dev server's CPU priority")
-    parser.add_argument("--nice-relay", type=int, default=0, help="the inbox relay process's CPU priority")
+    parser.add_argument("--background-cpu", choices=("idle", "normal"), default="idle",
+                        help="the Temporal dev server's and the worker's CPU class: idle as make run starts them "
+                             "(scripts/background_cpu.py), or normal")
+    parser.add_argument("--relay-cpu", choices=("idle", "normal"), default="normal",
+                        help="the inbox relay's CPU class (normal, as make run starts it)")
     parser.add_argument("--note", default="", help="written with the figures (e.g. what else loaded the machine)")
     parser.add_argument("--keep-logs", default="", help="copy the servers' and the worker's logs to this directory")
     args = parser.parse_args()
@@ -389,7 +396,7 @@ def main() -> int:
         if external_temporal:
             address = os.environ["TEMPORAL_ADDRESS"]
         else:
-            temporal_proc, address = start_temporal(tmpdir, not args.temporal_in_memory, args.nice_temporal)
+            temporal_proc, address = start_temporal(tmpdir, not args.temporal_in_memory, args.background_cpu == "idle")
             procs.append((temporal_proc, "temporal dev server"))
         compile_bytecode()  # as make run does: the worker's workflow sandbox imports .pyc, not source
         seed()
@@ -407,7 +414,7 @@ def main() -> int:
             stop(proc, "gunicorn (ours, alone)")
             print(f"ours alone: {results['ours_alone']}", file=sys.stderr)
         procs += start_worker(env, os.path.join(tmpdir, "worker.log"), relay_process=args.relay == "process",
-                              nice=args.nice_worker, nice_relay=args.nice_relay)
+                              background=args.background_cpu == "idle", background_relay=args.relay_cpu == "idle")
         if undrained_ids:  # drained before anything else is measured (the Bolt peer included)
             wait_for_tasks([f"posthog-code-mention-{TEAM_ID}:{e}" for e in undrained_ids], args.drain_seconds)
 
@@ -502,10 +509,11 @@ def main() -> int:
                        "gunicorn_threads": args.threads, "warmup": args.warmup, "cpus": os.cpu_count(),
                        "temporal": "external " + address if external_temporal else
                        f"dev server started by the bench ({'in memory' if args.temporal_in_memory else 'SQLite file'})",
-                       "worker": (f"manage.py run_temporal_worker --no-relay (nice {args.nice_worker}) + manage.py run_inbox_relay"
-                                  f" (nice {args.nice_relay})"
-                                  if args.relay == "process" else "manage.py run_temporal_worker (worker + inbox relay)")
-                       + f", draining during our phase; Temporal dev server nice {args.nice_temporal}",
+                       "worker": (f"manage.py run_temporal_worker --no-relay (CPU class {args.background_cpu}) + "
+                                  f"manage.py run_inbox_relay (CPU class {args.relay_cpu})"
+                                  if args.relay == "process" else
+                                  f"manage.py run_temporal_worker (worker + inbox relay, CPU class {args.background_cpu})")
+                       + f", draining during our phase; Temporal dev server CPU class {args.background_cpu}",
                        "note": args.note},
             "ours": asdict(ours),
             "bolt": asdict(bolt),

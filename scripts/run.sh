@@ -5,7 +5,7 @@
 #   scripts/supervise.py. Ctrl-C stops everything this script started (piped or not) and exits 0.
 #
 # Environment (all optional): WEB_PORT (8000), GATEWAY_PORT (8001: the LLM gateway, uvicorn),
-# LLM_GATEWAY_URL (http://127.0.0.1:$GATEWAY_PORT), WORKER_NICE (10), TEMPORAL_ADDRESS (127.0.0.1:7233), TEMPORAL_UI_PORT
+# LLM_GATEWAY_URL (http://127.0.0.1:$GATEWAY_PORT), BACKGROUND_CPU (idle), TEMPORAL_ADDRESS (127.0.0.1:7233), TEMPORAL_UI_PORT
 # (8233), REDIS_URL, SITE_URL (http://127.0.0.1:$WEB_PORT; a tunnel's URL to point a real Slack app
 # here), ALLOWED_HOSTS, DEBUG (default 0), SECRET_KEY (default: a random one kept in
 # $DEVDATA_DIR/secret_key), DEVDATA_DIR (.devdata), and the SLACK_* variables read below.
@@ -62,6 +62,17 @@ else
 fi
 : > "$PROCFILE"
 
+# The Temporal dev server, the worker and Celery run in the background CPU class (BACKGROUND_CPU=idle,
+# scripts/background_cpu.py: SCHED_IDLE, which `nice` is not enough to stand for): on a machine they
+# share with the web, a burst of mentions is acknowledged first and worked on a moment later, with
+# every CPU cycle the web leaves. BACKGROUND_CPU=normal runs them like the rest. The inbox relay
+# stays in the normal class: it only hands the recorded mentions to Temporal, and starved with the
+# worker it left them waiting in the inbox (ack -> workflow start p99 0.3 -> 16 s, on the worker's thread).
+case "${BACKGROUND_CPU:=idle}" in
+  idle) BACKGROUND="$PY $ROOT/scripts/background_cpu.py" ;;
+  normal) BACKGROUND="" ;;
+  *) say "BACKGROUND_CPU must be idle or normal, got '$BACKGROUND_CPU'"; exit 2 ;;
+esac
 if ! command -v redis-server >/dev/null 2>&1; then
   say "redis-server is missing; installing it with apt-get"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
@@ -76,25 +87,17 @@ TEMPORAL_PORT="${TEMPORAL_ADDRESS##*:}"
 if port_open "$TEMPORAL_PORT"; then
   say "Using the Temporal server already answering on $TEMPORAL_ADDRESS"
 else
-  echo "temporal: $ROOT/.venv/bin/temporal server start-dev --ip 127.0.0.1 --port $TEMPORAL_PORT --ui-port $TEMPORAL_UI_PORT --db-filename $DEVDATA_DIR/temporal.sqlite --log-level error" >> "$PROCFILE"
+  echo "temporal: $BACKGROUND $ROOT/.venv/bin/temporal server start-dev --ip 127.0.0.1 --port $TEMPORAL_PORT --ui-port $TEMPORAL_UI_PORT --db-filename $DEVDATA_DIR/temporal.sqlite --log-level error" >> "$PROCFILE"
 fi
 
-# The Temporal worker runs at a lower CPU priority (WORKER_NICE, default 10; 0 keeps it) than the web,
-# so on a machine they share a burst of mentions is acknowledged first and worked on a moment later.
-# The inbox relay, which starts the recorded mentions' workflows, is a process of its own at the
-# web's priority: on the worker's thread it was starved with it (ack -> workflow start p99 0.3 -> 16 s).
-WORKER_NICE="${WORKER_NICE:-10}"
-case "$WORKER_NICE" in
-  ''|*[!0-9]*) say "WORKER_NICE must be a whole number from 0 to 19, got '$WORKER_NICE'"; exit 2 ;;
-esac
 # Celery warns about running as root on every start; a development machine often is root.
 CELERY_QUIET="PYTHONWARNINGS=ignore:You're running the worker with superuser privileges"
 cat >> "$PROCFILE" <<PROCS
 web: $PY manage.py runserver 127.0.0.1:$WEB_PORT --noreload
 gateway: $ROOT/.venv/bin/uvicorn posthog_app.asgi:application --host 127.0.0.1 --port $GATEWAY_PORT --lifespan off --no-access-log --log-level warning
-worker: nice -n $WORKER_NICE $PY manage.py run_temporal_worker --no-relay
+worker: $BACKGROUND $PY manage.py run_temporal_worker --no-relay
 relay: $PY manage.py run_inbox_relay
-celery: env "$CELERY_QUIET" $ROOT/.venv/bin/celery -A posthog_app worker -B --concurrency 1 --loglevel INFO -s $DEVDATA_DIR/celerybeat-schedule
+celery: $BACKGROUND env "$CELERY_QUIET" $ROOT/.venv/bin/celery -A posthog_app worker -B --concurrency 1 --loglevel INFO -s $DEVDATA_DIR/celerybeat-schedule
 PROCS
 
 # Bytecode for our own modules: Temporal's workflow sandbox imports the workflow modules afresh

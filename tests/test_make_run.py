@@ -105,6 +105,20 @@ def start_and_wait_until_up(env: dict[str, str], stdout, timeout: float = 120) -
     raise AssertionError("make run did not come up")
 
 
+def cpu_classes(children: dict[int, str]) -> dict[str, str]:
+    """Process name -> "idle" (SCHED_IDLE: scripts/background_cpu.py) or "normal", for each process make run starts."""
+    classes: dict[str, set[str]] = {}
+    for pid, cmd in children.items():
+        for needle, name in EXPECTED.items():
+            if needle in cmd:
+                try:
+                    policy = os.sched_getscheduler(pid)
+                except OSError:
+                    continue
+                classes.setdefault(name, set()).add("idle" if policy == os.SCHED_IDLE else "normal")
+    return {name: "/".join(sorted(found)) for name, found in classes.items()}
+
+
 def press_ctrl_c_and_check_everything_stops(run: subprocess.Popen, children: dict[int, str]) -> None:
     os.killpg(run.pid, signal.SIGINT)  # what the terminal sends to the foreground job
     try:
@@ -131,6 +145,10 @@ def test_ctrl_c_with_output_in_a_file_stops_everything_quietly(run_env, tmp_path
         # DEBUG is off, yet the admin's static files, the login page and the home page are served.
         assert answers(f"{web}/static/admin/css/base.css") and answers(f"{web}/login/") and answers(f"{web}/")
         assert answers(f"http://127.0.0.1:{run_env['GATEWAY_PORT']}/healthz")  # the LLM gateway (uvicorn, ASGI)
+        # The background (Temporal, the worker, Celery) gets only the CPU the web, the gateway and the relay leave.
+        assert cpu_classes(children) == {
+            "temporal": "idle", "worker": "idle", "celery": "idle", "web": "normal", "gateway": "normal", "relay": "normal",
+        }
         press_ctrl_c_and_check_everything_stops(run, children)
     log = log_path.read_text()
     assert "DEBUG=0" in log and "all stopped" in log
