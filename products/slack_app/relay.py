@@ -1,7 +1,8 @@
 """The relay: turns inbox rows into mention workflows (and recorded denials into Slack replies).
 
 It runs as a process of its own (`manage.py run_inbox_relay`, as `make run` and
-docker-compose start it, at the web's CPU priority while the worker runs niced), or on a
+docker-compose start it, in the web's CPU class while the worker and Temporal run in the background one:
+scripts/background_cpu.py), or on a
 thread of the Temporal worker's process (`run_temporal_worker` without `--no-relay`); on
 a thread in either case, because the ORM and `temporal.client` are synchronous:
 

@@ -2,8 +2,8 @@
 
 `run_temporal_worker` runs the relay on a thread next to the worker by default. On a
 machine where the web, the worker and the Temporal server share a few CPUs, the worker
-(and the server) can be given a lower CPU priority (`nice`) so a burst of mentions is
-acknowledged first and worked on a moment later; the relay must not share that priority
+and the server run in the background CPU class (`make run`: scripts/background_cpu.py) so a
+burst of mentions is acknowledged first and worked on a moment later; the relay must not share it
 (a starved relay leaves the acknowledged mentions waiting in the inbox), so it runs here,
 at the web's priority, and the worker runs with `--no-relay`. Same loop, same settings
 (products/slack_app/relay.py); Ctrl-C or SIGTERM stops it after the pass under way (exit 0).
