@@ -1,10 +1,10 @@
 """The relay: turns inbox rows into mention workflows (and recorded denials into Slack replies).
 
 It runs as a process of its own (`manage.py run_inbox_relay`, as `make run` and
-docker-compose start it, in the web's CPU class while the worker and Temporal run in the background one:
-scripts/background_cpu.py), or on a
-thread of the Temporal worker's process (`run_temporal_worker` without `--no-relay`); on
-a thread in either case, because the ORM and `temporal.client` are synchronous:
+docker-compose start it, in the web's CPU class while the worker and Temporal run in the
+background one: scripts/background_cpu.py), or on a thread of the Temporal worker's process
+(`run_temporal_worker` without `--no-relay`); on a thread in either case, because the ORM
+and `temporal.client` are synchronous:
 
 * Woken by PostgreSQL `LISTEN slack_mention_inbox` (the webhook NOTIFYs on commit), and
   every `SLACK_INBOX_RELAY_POLL_SECONDS` anyway (a lost notification, SQLite, rows due
