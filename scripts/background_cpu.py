@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Run a command in the background CPU class: `scripts/background_cpu.py COMMAND [ARG...]`.
 
-`make run` starts the Temporal dev server, the Temporal worker, the inbox relay and Celery
-through this; the web, the LLM gateway and the stores keep the normal class. On a machine
+`make run` starts the Temporal dev server, the Temporal worker and Celery through this; the
+web, the LLM gateway, the inbox relay and the stores keep the normal class. On a machine
 they share, a burst of Slack mentions is then acknowledged first and worked on a moment
 later, and the background still has every CPU cycle the web leaves.
 
@@ -11,9 +11,10 @@ poller, a request thread, Redis, PostgreSQL, the thread again), and with the ker
 scheduler (Linux 6.6 and later) a niced process that holds a CPU when one of them wakes may
 keep it for the rest of its time slice (milliseconds). Measured with bench/slack_webhook.py
 while the worker drained: the worker, relay and Temporal at nice 10 or 19 left the webhook
-at 520-720 acknowledgments/s, the same as at nice 0; in SCHED_IDLE it answered 871/s, about
-what it answers with nothing draining. A SCHED_IDLE task gives its CPU up at once to any
-normal task that wakes, and threads and children it starts later inherit the class.
+at 520-720 acknowledgments/s, the same as at nice 0; with all three in SCHED_IDLE one run
+answered 871/s, about its figure with nothing draining (later runs, on a slower and noisier
+host, gave 0.33-0.44x Bolt either way: see bench/results). A SCHED_IDLE task gives its CPU
+up at once to any normal task that wakes, and threads and children it starts later inherit the class.
 
 Where SCHED_IDLE does not exist (macOS), nice 19 is the closest there is. Exit status: the
 command's own (this process becomes it); 2 with no command; 127 if it cannot be run.
