@@ -100,13 +100,14 @@ def cpu_class(background: bool):
     return enter_background
 
 
-def start_temporal(tmpdir: str, db_file: bool, background: bool = False) -> tuple[subprocess.Popen, str]:
-    """Start `temporal server start-dev` (on a SQLite file, with fsyncs, unless db_file is False: in memory)."""
+def start_temporal(tmpdir: str, db_file: bool, background: bool = False, journal: str = "wal") -> tuple[subprocess.Popen, str]:
+    """Start `temporal server start-dev` (on a SQLite file, with fsyncs, unless db_file is False: in memory),
+    its SQLite journal in `journal` mode (wal, as make run starts it; delete is SQLite's default)."""
     port = free_port()
     command = [str(VENV_BIN / "temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
                "--log-level", "error"]
     if db_file:
-        command += ["--db-filename", os.path.join(tmpdir, "temporal.db")]
+        command += ["--db-filename", os.path.join(tmpdir, "temporal.db"), "--sqlite-pragma", f"journal_mode={journal}"]
     proc = subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmpdir, "temporal.log"), "wb"), start_new_session=True,
@@ -398,6 +399,8 @@ def main() -> int:
     parser.add_argument("--paced-requests", type=int, default=200)
     parser.add_argument("--drain-seconds", type=float, default=600, help="bound on waiting for every mention's task")
     parser.add_argument("--temporal-in-memory", action="store_true", help="dev server in memory instead of on its SQLite file")
+    parser.add_argument("--temporal-journal", choices=("wal", "delete"), default="wal",
+                        help="the dev server's SQLite journal mode: wal as make run starts it, or delete (SQLite's default)")
     parser.add_argument("--relay", choices=("process", "in-worker"), default="process",
                         help="the inbox relay as its own process (make run's) or on a thread of the worker")
     parser.add_argument("--background-cpu", choices=("idle", "normal"), default="idle",
@@ -429,7 +432,8 @@ def main() -> int:
         if external_temporal:
             address = os.environ["TEMPORAL_ADDRESS"]
         else:
-            temporal_proc, address = start_temporal(tmpdir, not args.temporal_in_memory, args.background_cpu == "idle")
+            temporal_proc, address = start_temporal(tmpdir, not args.temporal_in_memory, args.background_cpu == "idle",
+                                                 args.temporal_journal)
             procs.append((temporal_proc, "temporal dev server"))
         compile_bytecode()  # as make run does: the worker's workflow sandbox imports .pyc, not source
         seed()

@@ -149,6 +149,9 @@ def test_ctrl_c_with_output_in_a_file_stops_everything_quietly(run_env, tmp_path
         assert cpu_classes(children) == {
             "temporal": "idle", "worker": "idle", "celery": "idle", "web": "normal", "gateway": "normal", "relay": "normal",
         }
+        # Temporal's SQLite file keeps a write-ahead log (one fsync per commit, not a rollback journal's two or three).
+        assert (tmp_path / "devdata" / "temporal.sqlite-wal").exists()
+        assert not (tmp_path / "devdata" / "temporal.sqlite-journal").exists()
         press_ctrl_c_and_check_everything_stops(run, children)
     log = log_path.read_text()
     assert "DEBUG=0" in log and "all stopped" in log
