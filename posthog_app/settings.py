@@ -209,7 +209,7 @@ if QUOTA_CHECK_FAILURE_MODE not in {"open", "closed"}:
 # the recorded denials), woken by NOTIFY, polling every POLL seconds as a fallback, oldest first.
 SLACK_INBOX_RELAY_BATCH_SIZE = int(os.environ.get("SLACK_INBOX_RELAY_BATCH_SIZE", "64"))  # rows claimed at once
 SLACK_INBOX_RELAY_CONCURRENCY = int(os.environ.get("SLACK_INBOX_RELAY_CONCURRENCY", "16"))  # starts in flight
-SLACK_INBOX_RELAY_POLL_SECONDS = float(os.environ.get("SLACK_INBOX_RELAY_POLL_SECONDS", "5"))
+SLACK_INBOX_RELAY_POLL_SECONDS = float(os.environ.get("SLACK_INBOX_RELAY_POLL_SECONDS", "0.1"))  # no NOTIFY: see inbox.py
 SLACK_INBOX_RELAY_LEASE_SECONDS = float(os.environ.get("SLACK_INBOX_RELAY_LEASE_SECONDS", "60"))  # a dead relay's rows wait this long
 # While Temporal (or Slack, for a denial) is down: wait BACKOFF_INITIAL, doubling up to BACKOFF_MAX, then retry.
 SLACK_INBOX_RELAY_BACKOFF_INITIAL_SECONDS = float(os.environ.get("SLACK_INBOX_RELAY_BACKOFF_INITIAL_SECONDS", "1"))

@@ -1,11 +1,11 @@
 """Group commit: the request threads of one process that write at the same moment share one write.
 
 Why: every inbox row is its own transaction, and with fsync and synchronous_commit on (an
-acknowledgment must mean the row is durable) each commit waits for a WAL flush. The
-inbox's NOTIFY also takes a database-wide lock from pre-commit until the commit is
-flushed, so on PostgreSQL the webhook's commits went one after the other, each with its
-own flush, however many requests were waiting. Written together, N rows cost one
-statement, one NOTIFY and one flush.
+acknowledgment must mean the row is durable) each commit waits for a WAL flush, and
+each row costs its own round trip, statement and commit in PostgreSQL. Written
+together, N rows cost one statement and one flush. (When the insert also sent a NOTIFY,
+whose database-wide lock is held until the commit is flushed, this was what kept the
+webhook's commits from going one after the other; inbox.py says why it no longer does.)
 
 How (leader/follower, no thread of its own): a thread that submits while nothing is
 being written becomes the writer at once: it takes every item queued so far (its own

@@ -4,20 +4,25 @@ The webhook calls `record()` and answers; everything that needs Temporal or Slac
 relay's (`relay.py`). Contracts:
 
 * Table `slack_app_mentioninbox` (`MentionInbox`), unique on (slack_team_id, event_id).
-* NOTIFY channel `slack_mention_inbox` (PostgreSQL only), sent in the transaction that
-  inserts a row, so a listener hears it once the row is committed (and visible).
+* No NOTIFY: the relays poll (`SLACK_INBOX_RELAY_POLL_SECONDS`, 0.1 s by default). A
+  NOTIFY in the webhook's transaction took PostgreSQL's database-wide notification lock
+  until its commit was flushed, so every recording transaction queued behind the previous
+  one's flush, and it woke the listening relay for every batch of one or two rows, whose
+  claim and settle commits took flushes of their own: with the worker draining a burst,
+  the webhook acknowledged 953 -> 1232 mentions/s without it (bench/slack_webhook.py, one
+  run each). An idle relay's poll finds nothing and writes nothing.
 * On PostgreSQL, outside a transaction, the rows that request threads of one process
   record at the same moment are written together (`group_commit.py`): one statement,
-  one NOTIFY, one commit; each `record()` returns once its own row is committed, and a
-  database error fails every `record()` of that batch (nothing of it is acknowledged).
+  one commit; each `record()` returns once its own row is committed, and a database
+  error fails every `record()` of that batch (nothing of it is acknowledged).
 * Claiming takes the oldest pending rows that are due and not leased, with
   `FOR UPDATE SKIP LOCKED` (relays never wait on, nor take, each other's rows), and
   leases them for `SLACK_INBOX_RELAY_LEASE_SECONDS`. The Temporal start and the Slack post
   happen after that commit, never inside a transaction; a relay that dies leaves a lease
   that expires, and the next relay's start of the same workflow id is a no-op.
 
-SQLite (`make run`'s embedded default) has no NOTIFY and no row locks: one relay polls,
-and SQLite's single writer serialises the claims.
+SQLite (`make run`'s embedded default) has no row locks: SQLite's single writer
+serialises the relays' claims.
 """
 from __future__ import annotations
 
@@ -39,14 +44,12 @@ from .inbox_models import MentionInbox
 
 logger = logging.getLogger(__name__)
 
-NOTIFY_CHANNEL = "slack_mention_inbox"
-
 Action = MentionInbox.Action
 State = MentionInbox.State
 
 
-def uses_notify() -> bool:
-    """True when the database can LISTEN/NOTIFY (PostgreSQL)."""
+def _writes_in_sql() -> bool:
+    """True on PostgreSQL: the insert is one `ON CONFLICT DO NOTHING` statement, grouped across threads."""
     return connection.vendor == "postgresql"
 
 
@@ -71,9 +74,9 @@ def record(
     thread_ts: str,
     user: str,
 ) -> Recorded:
-    """Write one row for the event (and NOTIFY the relays on commit); a redelivery writes nothing.
+    """Write one row for the event; a redelivery writes nothing.
 
-    On PostgreSQL this is one statement (insert, skip on conflict, notify if inserted): one
+    On PostgreSQL this is one statement (insert, skip on conflict): one
     round trip in the webhook's path, shared with the rows other threads of the process
     record at the same moment when not inside a transaction (see the module docstring).
     Returns once the row is committed (or, inside a transaction, written in it). Raises
@@ -91,10 +94,10 @@ def record(
         thread_ts=thread_ts,
         user=user,
     )
-    if not uses_notify():
+    if not _writes_in_sql():
         created = _insert(fields)
     elif connection.in_atomic_block:  # the caller's transaction: its commit is the caller's
-        created = _insert_and_notify(fields)
+        created = _insert_one(fields)
     else:
         created = _group_commit.submit(_Row(fields, timezone.now()))
     if created:
@@ -105,22 +108,9 @@ def record(
     return Recorded(created=False, action=existing)
 
 
-_INSERT_AND_NOTIFY = f"""
-WITH inserted AS (
-    INSERT INTO {MentionInbox._meta.db_table}
-        (slack_team_id, event_id, integration_id, action, workflow_id, event, channel, thread_ts, "user",
-         state, received_at, attempts, next_attempt_at, result, last_error)
-    VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, 0, %s, '', '')
-    ON CONFLICT (slack_team_id, event_id) DO NOTHING
-    RETURNING id
-)
-SELECT id, pg_notify(%s, '') FROM inserted
-"""
-
-
-def _insert_and_notify(fields: dict[str, Any], received_at: datetime | None = None) -> bool:
+def _insert_one(fields: dict[str, Any], received_at: datetime | None = None) -> bool:
     with _server_binding_cursor() as cursor:
-        cursor.execute(_INSERT_AND_NOTIFY, [*_row_params(fields, received_at or timezone.now()), NOTIFY_CHANNEL])
+        cursor.execute(_batch_statement(1), _row_params(fields, received_at or timezone.now()))
         return cursor.fetchone() is not None
 
 
@@ -149,22 +139,19 @@ _ROW_VALUES = "(%s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, 0, %s, '', ''
 
 @functools.lru_cache(maxsize=128)
 def _batch_statement(n: int) -> str:
-    """`_INSERT_AND_NOTIFY` for `n` rows, returning the keys of the rows inserted (the others were there already)."""
+    """The insert of `n` rows, skipping those recorded already, returning the keys of the rows inserted."""
     return f"""
-WITH inserted AS (
-    INSERT INTO {MentionInbox._meta.db_table}
-        (slack_team_id, event_id, integration_id, action, workflow_id, event, channel, thread_ts, "user",
-         state, received_at, attempts, next_attempt_at, result, last_error)
-    VALUES {", ".join([_ROW_VALUES] * n)}
-    ON CONFLICT (slack_team_id, event_id) DO NOTHING
-    RETURNING slack_team_id, event_id
-)
-SELECT slack_team_id, event_id, pg_notify(%s, '') FROM inserted
+INSERT INTO {MentionInbox._meta.db_table}
+    (slack_team_id, event_id, integration_id, action, workflow_id, event, channel, thread_ts, "user",
+     state, received_at, attempts, next_attempt_at, result, last_error)
+VALUES {", ".join([_ROW_VALUES] * n)}
+ON CONFLICT (slack_team_id, event_id) DO NOTHING
+RETURNING slack_team_id, event_id
 """
 
 
 def _insert_batch(rows: Sequence[_Row]) -> list[bool | BaseException]:
-    """Insert `rows` in one autocommit statement (one NOTIFY, one commit); return, per row, whether it was created.
+    """Insert `rows` in one autocommit statement (one commit); return, per row, whether it was created.
 
     Runs on the connection of whichever request thread writes the batch. A row delivered
     twice within the batch is inserted once and created for its first submitter only. The
@@ -180,11 +167,10 @@ def _insert_batch(rows: Sequence[_Row]) -> list[bool | BaseException]:
     params: list[Any] = []
     for row in unique:
         params += _row_params(row.fields, row.received_at)
-    params.append(NOTIFY_CHANNEL)
     try:
         with _server_binding_cursor() as cursor:
             cursor.execute(_batch_statement(len(unique)), params)
-            inserted = {(team, event) for team, event, _ in cursor.fetchall()}
+            inserted = {(team, event) for team, event in cursor.fetchall()}
     except (OperationalError, InterfaceError):
         raise
     except Exception:
@@ -196,7 +182,7 @@ def _insert_batch(rows: Sequence[_Row]) -> list[bool | BaseException]:
 
 def _insert_alone(row: _Row) -> bool | BaseException:
     try:
-        return _insert_and_notify(row.fields, row.received_at)
+        return _insert_one(row.fields, row.received_at)
     except Exception as exc:
         return exc
 
@@ -225,7 +211,7 @@ def _server_binding_cursor():
 
 
 def _insert(fields: dict[str, Any]) -> bool:
-    """The portable path (SQLite, `make run`'s embedded default): no NOTIFY, the relay polls."""
+    """The portable path (SQLite, `make run`'s embedded default): the ORM's insert in a transaction of its own."""
     try:
         with transaction.atomic():
             MentionInbox.objects.create(**fields)

@@ -6,9 +6,9 @@ background one: scripts/background_cpu.py), or on a thread of the Temporal worke
 (`run_temporal_worker` without `--no-relay`); on a thread in either case, because the ORM
 and `temporal.client` are synchronous:
 
-* Woken by PostgreSQL `LISTEN slack_mention_inbox` (the webhook NOTIFYs on commit), and
-  every `SLACK_INBOX_RELAY_POLL_SECONDS` anyway (a lost notification, SQLite, rows due
-  for a retry).
+* It looks for due rows every `SLACK_INBOX_RELAY_POLL_SECONDS` (0.1 s by default), and at
+  once again after a pass that claimed a full batch. The webhook sends no NOTIFY (inbox.py
+  says why); a poll that finds nothing writes nothing.
 * Each pass claims the oldest due rows (`inbox.claim`: `FOR UPDATE SKIP LOCKED` and a
   lease), starts their workflows through `temporal.client.start_mention_workflow` (the
   same id, type and id policies as the webhook used to: USE_EXISTING / REJECT_DUPLICATE,
@@ -66,7 +66,6 @@ class MentionRelay:
     def __init__(self, *, name: str = "relay") -> None:
         self.name = name
         self._pool = ThreadPoolExecutor(max_workers=max(1, settings.SLACK_INBOX_RELAY_CONCURRENCY), thread_name_prefix=f"{name}-start")
-        self._listener = _Listener()
         self._next_backlog_log = 0.0
         self._next_prune = 0.0
 
@@ -174,7 +173,7 @@ class MentionRelay:
 
     def run(self, stop: threading.Event) -> None:
         """Relay until `stop` is set. Database and Temporal outages are waited out, never raised."""
-        logger.info("slack inbox relay %s running (%s)", self.name, "LISTEN/NOTIFY" if inbox.uses_notify() else "polling")
+        logger.info("slack inbox relay %s running (polling every %gs)", self.name, settings.SLACK_INBOX_RELAY_POLL_SECONDS)
         backoff = 0.0
         try:
             while not stop.is_set():
@@ -202,15 +201,14 @@ class MentionRelay:
                 backoff = 0.0
                 if result.claimed >= settings.SLACK_INBOX_RELAY_BATCH_SIZE:
                     continue  # more may be waiting
-                self._listener.wait(stop, settings.SLACK_INBOX_RELAY_POLL_SECONDS)
+                stop.wait(settings.SLACK_INBOX_RELAY_POLL_SECONDS)
         finally:
             self.close()
             connection.close()  # this thread's: it ends with the loop
             logger.info("slack inbox relay %s stopped", self.name)
 
     def close(self) -> None:
-        """Release the relay's start threads and its LISTEN connection."""
-        self._listener.close()
+        """Release the relay's start threads."""
         self._pool.shutdown(wait=True)
 
     def _housekeeping(self) -> None:
@@ -238,74 +236,3 @@ def _age_ms(row: MentionInbox) -> float:
     from django.utils import timezone
 
     return (timezone.now() - row.received_at).total_seconds() * 1000
-
-
-class _Listener:
-    """`LISTEN slack_mention_inbox` on a connection of its own (PostgreSQL); a plain sleep elsewhere or while it is down."""
-
-    def __init__(self) -> None:
-        self._conn = None
-        self._retry_at = 0.0
-
-    def _connect(self):
-        if self._conn is not None or not inbox.uses_notify() or time.monotonic() < self._retry_at:
-            return self._conn
-        import psycopg
-
-        params = connection.get_connection_params()
-        params.pop("cursor_factory", None)
-        params.pop("context", None)
-        params.pop("prepare_threshold", None)
-        try:
-            self._conn = psycopg.connect(**params, autocommit=True)
-            self._conn.execute(f"LISTEN {inbox.NOTIFY_CHANNEL}")
-        except Exception as exc:  # noqa: BLE001 - polling carries on; try listening again later
-            logger.warning("slack inbox relay: cannot LISTEN (%s); polling", exc)
-            self.close()
-            self._retry_at = time.monotonic() + 5
-        return self._conn
-
-    def wait(self, stop: threading.Event, timeout: float) -> None:
-        """Return when notified, when `stop` is set, or after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while not stop.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            conn = self._connect()
-            if conn is None:
-                stop.wait(min(remaining, 0.5))
-                continue
-            try:
-                if self._received(conn, min(remaining, 0.5)):
-                    self._received(conn, 0, drain=True)  # the ones already queued: one pass serves them all
-                    return
-            except Exception as exc:  # noqa: BLE001 - the listening connection broke: poll, reconnect later
-                logger.warning("slack inbox relay: LISTEN connection lost (%s); polling", exc)
-                self.close()
-                self._retry_at = time.monotonic() + 1
-
-    @staticmethod
-    def _received(conn, timeout: float, drain: bool = False) -> bool:
-        """True if a notification arrived within `timeout` seconds; with `drain`, read all that are queued.
-
-        The generator holds the connection's lock until it is closed, so it is closed here,
-        before anything else touches the connection."""
-        notifications = conn.notifies(timeout=timeout)
-        got = False
-        try:
-            for _ in notifications:
-                got = True
-                if not drain:
-                    break
-            return got
-        finally:
-            notifications.close()
-
-    def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:  # noqa: BLE001
-                pass
-            self._conn = None

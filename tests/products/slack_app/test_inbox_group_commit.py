@@ -215,5 +215,5 @@ def test_the_webhooks_insert_becomes_a_prepared_statement_and_still_records_each
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements WHERE statement LIKE %s", ["%INSERT INTO slack_app_mentioninbox%"])
         prepared = [row[0] for row in cursor.fetchall()]
-    assert len(prepared) == 1 and "pg_notify" in prepared[0]
+    assert len(prepared) == 1 and "ON CONFLICT" in prepared[0]
     assert MentionInbox.objects.filter(event_id__startswith="EvPREP").count() == threshold + 3

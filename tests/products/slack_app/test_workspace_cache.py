@@ -50,7 +50,7 @@ def test_a_known_workspace_costs_one_statement_once_cached(client, integration):
     assert mention(client) == "started"
     with CaptureQueriesContext(connection) as queries:
         assert mention(client) == "started"
-    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["WITH"]  # the inbox insert, nothing else
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["INSERT"]  # the inbox insert, nothing else
     assert MentionInbox.objects.filter(integration=integration).count() == 2
 
 

@@ -27,7 +27,7 @@ class Command(BaseCommand):
             signal.signal(sig, lambda *_: stop.set())
         self.stdout.write("Slack mention inbox relay running (its own process)")
         self.stdout.flush()
-        # On a thread, so the main thread stays free to take the signals while the relay waits on LISTEN.
+        # On a thread, so the main thread stays free to take the signals while the relay waits for its next poll.
         thread = threading.Thread(target=run_relay, args=(stop,), name="relay", daemon=True)
         thread.start()
         while thread.is_alive():
