@@ -12,6 +12,7 @@ cursor; a follow-up after the run ended resumes the task as a new run with its o
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from django.test import Client
@@ -53,8 +54,14 @@ class Runner:
             content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {self.key}",
         )
 
-    def claim(self) -> dict:
+    def claim(self, wait: float = 10) -> dict:
+        """Claim the next queued run, polling as a runner does: a run is claimable once its workflow queued it,
+        moments after the mention workflow that created it returned (204 until then)."""
+        deadline = time.monotonic() + wait
         response = self._post("claim/", {})
+        while response.status_code == 204 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            response = self._post("claim/", {})
         assert response.status_code == 200, response.content
         return response.json()
 
