@@ -30,9 +30,12 @@ Rules (see issue 3 and DESIGN.md "Principles"):
 * The quota read gives up after 250 ms, so the webhook answers well inside Slack's 3
   seconds even with Redis blackholed.
 * The workspace's integration comes from a per-process cache, checked on every mention
-  against the workspaces' generation read in the quota read's round trip
-  (`_target_and_quota`, workspaces.py): an uninstall, a revocation or a reinstall counts
-  from the next mention on; with Redis unreachable the lookup is made in the database.
+  against the workspaces' generation read in the quota read's round trip: an uninstall,
+  a revocation or a reinstall counts from the next mention on. When the cache has the
+  workspace, that round trip is made by the inbox batch the row is written in, one for
+  every mention of the batch (`inbox.QuotaCheck`); when it has not, or the generation
+  moved, or Redis did not answer, the mention is decided here (`_target_and_quota`:
+  with Redis unreachable the lookup is made in the database) and recorded after.
 
 Outcomes keep their meaning for Slack's logs and ours: `started` is the first delivery of
 an accepted mention (recorded; the relay starts it within moments), `duplicate` a
@@ -140,12 +143,24 @@ def _handle_envelope(envelope: Any, delivery: Delivery) -> EventResult:
     validation.optional("event.event_ts", event.get("event_ts"), validation.TS)
     validation.mention_text(event.get("text"))
 
+    workflow_id = mention_workflow_id(team_id, event_id)
+    mention = dict(slack_team_id=team_id, event_id=event_id, workflow_id=workflow_id, event=event, channel=channel,
+                   thread_ts=thread_ts, user=user)
+    cached = workspaces.cached_target(team_id)
+    if cached is not None and cached.target is not None:
+        # The usual case: the quota read is made by the inbox batch this row is written in (inbox.QuotaCheck).
+        check = inbox.QuotaCheck(
+            cached.target.api_token, cached.generation, MentionInbox.Action.DENY_OVER_QUOTA, QUOTA_CHECK_TIMEOUT_SECONDS
+        )
+        recorded = inbox.record(integration_id=cached.target.integration_id, action=MentionInbox.Action.START,
+                                check=check, **mention)
+        if recorded is not inbox.UNDECIDED:
+            return _recorded(recorded, workflow_id, delivery)
     target, limited = _target_and_quota(team_id)
     if target is None:
         logger.warning("slack app_mention from unknown workspace %s (event %s); ignoring", team_id, event_id)
         return EventResult(Outcome.UNKNOWN_WORKSPACE, detail=team_id)
 
-    workflow_id = mention_workflow_id(team_id, event_id)
     action = MentionInbox.Action.START
     if isinstance(limited, QuotaStateUnavailable):
         if settings.QUOTA_CHECK_FAILURE_MODE == "closed":
@@ -163,17 +178,11 @@ def _handle_envelope(envelope: Any, delivery: Delivery) -> EventResult:
         action = MentionInbox.Action.DENY_OVER_QUOTA
 
     # One row per event; the relay posts the refusal or starts the workflow (see the module docstring).
-    recorded = inbox.record(
-        integration_id=target.integration_id,
-        action=action,
-        slack_team_id=team_id,
-        event_id=event_id,
-        workflow_id=workflow_id,
-        event=event,
-        channel=channel,
-        thread_ts=thread_ts,
-        user=user,
-    )
+    recorded = inbox.record(integration_id=target.integration_id, action=action, **mention)
+    return _recorded(recorded, workflow_id, delivery)
+
+
+def _recorded(recorded: inbox.Recorded, workflow_id: str, delivery: Delivery) -> EventResult:
     outcome = _OUTCOMES[(recorded.action, recorded.created)]
     logger.info(
         "mention %s: %s (delivery retry %s %s)", workflow_id, outcome.value, delivery.retry_num, delivery.retry_reason

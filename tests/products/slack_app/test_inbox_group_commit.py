@@ -217,3 +217,47 @@ def test_the_webhooks_insert_becomes_a_prepared_statement_and_still_records_each
         prepared = [row[0] for row in cursor.fetchall()]
     assert len(prepared) == 1 and "ON CONFLICT" in prepared[0]
     assert MentionInbox.objects.filter(event_id__startswith="EvPREP").count() == threshold + 3
+
+
+def test_one_batchs_quota_checks_are_one_redis_read_that_decides_each_row_or_hands_it_back(
+    integration, accounts, batch_sizes, redis_db, monkeypatch
+):
+    """Mentions of cached workspaces are decided by their batch's writer: one round trip for the whole
+    batch; a limited project's rows are recorded as denials, the others as starts; a row whose cached
+    lookup is no longer current is not written (its request decides it the long way, events.py)."""
+    from posthog_app.redis_client import OneRoundTrip
+    from products.billing.quota_limiting import QuotaResource, add_limited_tokens
+    from products.slack_app.workspaces import WORKSPACES_GENERATION_KEY
+
+    redis_db.set(WORKSPACES_GENERATION_KEY, "g1")
+    limited_project = accounts.project()
+    add_limited_tokens(QuotaResource.AI_CREDITS, {limited_project.api_token: time.time() + 3600})
+    round_trips: list[int] = []
+    execute = OneRoundTrip.execute
+    monkeypatch.setattr(OneRoundTrip, "execute", lambda self: round_trips.append(len(self._commands)) or execute(self))
+
+    def checked(event_id: str, token: str, generation: bytes):
+        check = inbox.QuotaCheck(token, generation, Action.DENY_OVER_QUOTA, 0.25)
+        return lambda: inbox.record(**fields(integration, event_id), check=check)
+
+    free, limited = integration.project.api_token, limited_project.api_token
+    calls = [
+        checked("EvFREE1", free, b"g1"), checked("EvLIM1", limited, b"g1"), checked("EvFREE2", free, b"g1"),
+        checked("EvSTALE", free, b"g0"), checked("EvLIM2", limited, b"g1"),
+    ]
+    outcomes = record_behind_held_writer(integration, calls)
+
+    assert batch_sizes == [1, len(calls)]
+    assert round_trips == [1 + 2]  # one read: the generation and each project's score once
+    start, deny = inbox.Recorded(True, Action.START), inbox.Recorded(True, Action.DENY_OVER_QUOTA)
+    assert outcomes == [start, deny, start, inbox.UNDECIDED, deny]
+    recorded = dict(MentionInbox.objects.exclude(event_id="EvHELD").values_list("event_id", "action"))
+    assert recorded == {"EvFREE1": Action.START, "EvLIM1": Action.DENY_OVER_QUOTA, "EvFREE2": Action.START,
+                        "EvLIM2": Action.DENY_OVER_QUOTA}
+
+
+def test_quota_checks_redis_cannot_answer_are_handed_back_unwritten(integration, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    check = inbox.QuotaCheck(integration.project.api_token, None, Action.DENY_OVER_QUOTA, 0.25)
+    assert inbox.record(**fields(integration, "EvNOREDIS"), check=check) is inbox.UNDECIDED
+    assert not MentionInbox.objects.exists()

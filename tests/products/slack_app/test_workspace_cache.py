@@ -153,3 +153,23 @@ def test_postgres_lost_after_the_lookup_was_cached_is_still_a_503(client, integr
     assert response.status_code == 503
     assert response.json()["error"] == "temporarily_unavailable"
     assert MentionInbox.objects.count() == 1
+
+
+def test_a_quota_limit_set_after_the_lookup_was_cached_refuses_the_next_mention(client, integration):
+    import time
+
+    from products.billing.quota_limiting import QuotaResource, add_limited_tokens
+
+    assert mention(client) == "started"  # cached: the quota read is now the inbox batch's (inbox.QuotaCheck)
+    add_limited_tokens(QuotaResource.AI_CREDITS, {integration.project.api_token: time.time() + 3600})
+    assert mention(client) == "denied_over_quota"
+    assert list(MentionInbox.objects.order_by("id").values_list("action", flat=True)) == ["start", "deny_over_quota"]
+
+
+def test_with_redis_unreachable_a_cached_workspace_is_decided_by_the_failure_mode(client, integration, settings):
+    assert mention(client) == "started"  # cached
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.QUOTA_CHECK_FAILURE_MODE = "closed"
+    assert mention(client) == "refused_quota_unknown"
+    settings.QUOTA_CHECK_FAILURE_MODE = "open"
+    assert mention(client) == "started"
