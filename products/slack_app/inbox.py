@@ -22,7 +22,7 @@ relay's (`relay.py`). Contracts:
   no longer current (the generation moved) or whose check Redis did not answer is not
   written: `record()` returns `UNDECIDED` and the caller decides it the long way
   (events.py). Each request then waits for one batch, not for a Redis read and then a
-  batch (bench/slack_webhook.py, worker draining, same machine: 535-619 -> 751 acks/s).
+  batch (bench/slack_webhook.py, worker draining, same machine: 535-619 -> 738 acks/s, one run each).
 * Claiming takes the oldest pending rows that are due and not leased, with
   `FOR UPDATE SKIP LOCKED` (relays never wait on, nor take, each other's rows), and
   leases them for `SLACK_INBOX_RELAY_LEASE_SECONDS`. The Temporal start and the Slack post
